@@ -1,0 +1,171 @@
+"""Tuning Studio: start the web studio, or use it headless from the command line.
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--data-dir data] [--auth USER:PASSWORD]
+    python app.py validate FILE [--json] [--sheet NAME] [--model NAME] [--no-tokens]
+
+`validate` exits 0 when the file is valid (warnings and guidance allowed), 1 when it has errors,
+2 when it cannot be read at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see training/models.py
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
+COMMANDS = ("serve", "validate")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    if not argv or argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
+        argv = ["serve", *argv]
+    parser = argparse.ArgumentParser(prog="app.py", description="Tuning Studio")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="start the web studio (the default)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    serve.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                       help="folder for the database, models and uploads (default ./data)")
+    serve.add_argument("--auth", action="append", default=[], metavar="USER:PASSWORD",
+                       help="login required to open the studio; repeat for several users; "
+                            "also read from TUNING_STUDIO_AUTH. Required off loopback.")
+
+    validate = commands.add_parser("validate", help="check a dataset file and print the report")
+    validate.add_argument("file", type=Path)
+    validate.add_argument("--json", action="store_true", help="print the report as JSON")
+    validate.add_argument("--sheet", help="XLSX sheet to read (default: the first)")
+    validate.add_argument("--model", default=None, help="base model whose tokenizer counts tokens")
+    validate.add_argument("--no-tokens", action="store_true", help="skip token counts")
+    validate.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                          help="folder holding prepared base models (default ./data)")
+    return parser.parse_args(argv)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_auth(values: list[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values:
+        user, sep, password = value.partition(":")
+        if not sep or not user or not password:
+            raise SystemExit(f"--auth '{value}' must be USER:PASSWORD, both non-empty.")
+        pairs.append((user, password))
+    return pairs
+
+
+def serve(args: argparse.Namespace) -> int:
+    auth_values = list(args.auth)
+    if os.environ.get("TUNING_STUDIO_AUTH"):
+        auth_values.append(os.environ["TUNING_STUDIO_AUTH"])
+    auth = parse_auth(auth_values)
+    if not is_loopback(args.host) and not auth:
+        print(f"Refusing to listen on {args.host} without a login: anyone on the network could "
+              "use the studio. Add --auth USER:PASSWORD (or set TUNING_STUDIO_AUTH), or listen on "
+              "127.0.0.1.", file=sys.stderr)
+        return 2
+
+    data_dir = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _configure_logging(data_dir / "studio.log")
+
+    from storage.db import Store
+    from studio.app_ui import CSS, build_ui
+    from studio.context import StudioContext
+    from studio.i18n import I18N
+    from training.runtime import configure_threads
+
+    configure_threads()
+    ctx = StudioContext(data_dir=data_dir, store=Store(data_dir))
+    ctx.prepare_bundled_in_background()
+    demo = build_ui(ctx)
+    print(f"Tuning Studio: http://{args.host}:{args.port}  (data in {data_dir})", flush=True)
+    demo.queue(default_concurrency_limit=4).launch(
+        server_name=args.host,
+        server_port=args.port,
+        auth=auth or None,
+        max_file_size=ctx.limits.max_file_bytes,
+        i18n=I18N,
+        css=CSS,
+        show_error=True,
+        footer_links=["settings"],
+        run_history=False,
+        allowed_paths=[str(data_dir / "exports")],
+        ssr_mode=False,
+        quiet=True,
+    )
+    return 0
+
+
+def validate(args: argparse.Namespace) -> int:
+    from training.errors import StudioError
+    from training.validation import validate_file
+
+    tokenizer = None
+    try:
+        if not args.no_tokens:
+            tokenizer = _load_tokenizer(args.model, args.data_dir.resolve())
+        result, _, report = validate_file(args.file, tokenizer=tokenizer, sheet=args.sheet)
+    except StudioError as error:
+        if args.json:
+            print(json.dumps({"ok": False, "readable": False, "error": str(error)}))
+        else:
+            print(f"Cannot read {args.file}: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"file": str(args.file), "format": result.format, "label": result.label,
+                          "readable": True, **report.to_dict()}, ensure_ascii=False, indent=1))
+    else:
+        print(f"{args.file}: {result.summary}")
+        for problem in report.problems:
+            print(f"  {problem.severity:7s} {problem.message}")
+        if report.truncated_rows:
+            print(f"  rows that will be truncated: {', '.join(map(str, report.truncated_rows))}")
+        verdict = "valid" if report.ok else f"{len(report.errors)} error(s)"
+        print(f"{report.examples} examples: {verdict}, {len(report.warnings)} warning(s)")
+    return 0 if report.ok else 1
+
+
+def _load_tokenizer(model: str | None, data_dir: Path):
+    from training import models
+
+    name = model or models.BUNDLED_MODEL
+    if name == models.BUNDLED_MODEL and not (models.models_dir(data_dir) / name).exists():
+        print("Preparing the bundled base model (first run only, about 20 s)…", file=sys.stderr)
+        models.prepare_bundled_model(data_dir)
+    return models.load_tokenizer(models.resolve_model(name, data_dir))
+
+
+def _configure_logging(log_file: Path) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.StreamHandler(), logging.FileHandler(log_file, encoding="utf-8")],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "validate":
+        return validate(args)
+    return serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""SQLite through sqlite-utils: the only package that knows SQL and table names."""

@@ -1,0 +1,265 @@
+"""SQLite connections, schema migrations and ``Store``, the object the studio keeps things with.
+
+Threads: Gradio runs handlers in worker threads and training runs in a thread of its own, so
+each thread gets its own connection (``Connections``). Every connection uses WAL (readers never
+wait for the writer), a 10 s busy timeout (a writer waits for another instead of failing) and
+foreign keys. A write that reads before it decides (the next version number) runs inside
+``immediate()``: BEGIN IMMEDIATE takes the write lock first, so two writers are serialised
+instead of one failing with 'database is locked' when it tries to upgrade its read lock.
+
+Migrations: ``MIGRATIONS`` is an ordered tuple of functions; the schema version is
+``PRAGMA user_version`` (the number of migrations applied). To change the schema, append a
+function to ``MIGRATIONS``; never edit or reorder one that has shipped.
+
+Store: owns the data folder and the connections, migrates when opened, and has one thin method
+per function of a table-group module (``storage.datasets``; later jobs and tuned models), which
+it calls with this thread's connection, inside ``immediate()`` for writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import weakref
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from sqlite_utils import Database
+
+from storage import datasets
+from storage.datasets import DatasetSummary, DatasetVersion, DatasetVersionInfo, Upload
+from storage.files import DATABASE_FILE_NAME, UPLOADS_DIR_NAME
+from training.dataset import Dataset
+from training.errors import StudioError
+
+BUSY_TIMEOUT_S = 10.0
+"""How long a connection waits for another thread's or process's write lock before failing."""
+
+Migration = Callable[[Database], None]
+
+
+def open_database(path: Path) -> Database:
+    """A new connection to the database file with this module's settings (WAL, busy timeout,
+    foreign keys). The connection may be closed from another thread (``Connections.close_all``)
+    but is otherwise used by one thread only."""
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    db = Database(conn)
+    db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    db.execute("PRAGMA foreign_keys = ON")
+    db.enable_wal()
+    return db
+
+
+@contextmanager
+def immediate(db: Database) -> Iterator[Database]:
+    """A write transaction that holds the write lock from its first statement (BEGIN IMMEDIATE).
+    Commits on success, rolls back on any exception. Inside an open transaction it nests as a
+    savepoint of that transaction."""
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.rollback()
+        raise
+    try:
+        db.conn.execute("COMMIT")
+    except BaseException:
+        db.rollback()
+        raise
+
+
+class Connections:
+    """One connection per thread to one database file, opened on first use."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._local = threading.local()
+        self._open: weakref.WeakSet[Database] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def get(self) -> Database:
+        """This thread's connection."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = open_database(self.path)
+            self._local.db = db
+            with self._lock:
+                self._open.add(db)
+        return db
+
+    def close(self) -> None:
+        """Close this thread's connection; the next ``get()`` opens a new one."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            self._local.db = None
+            with self._lock:
+                self._open.discard(db)
+            db.close()
+
+    def close_all(self) -> None:
+        """Close every thread's connection (for shutdown and tests; no thread may be using one)."""
+        self._local = threading.local()
+        with self._lock:
+            open_now = list(self._open)
+            self._open.clear()
+        for db in open_now:
+            db.close()
+
+
+def schema_version(db: Database) -> int:
+    return db.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(db: Database, migrations: Sequence[Migration] | None = None) -> int:
+    """Apply the migrations this database has not had yet, all in one transaction; return the
+    schema version. Safe to run again, and from several processes at once."""
+    migrations = MIGRATIONS if migrations is None else migrations
+    with immediate(db):
+        current = schema_version(db)
+        if current > len(migrations):
+            path = db.execute("PRAGMA database_list").fetchone()[2]
+            raise StudioError(
+                f"The database {path} has schema version {current}, newer than this Tuning "
+                f"Studio knows ({len(migrations)}): upgrade Tuning Studio or choose another "
+                "data folder."
+            )
+        for number, migration in enumerate(migrations[current:], start=current + 1):
+            migration(db)
+            db.execute(f"PRAGMA user_version = {number}")
+    return len(migrations)
+
+
+def _001_datasets(db: Database) -> None:
+    """Uploads and versioned datasets."""
+    db.executescript("""
+        CREATE TABLE uploads (
+            id INTEGER PRIMARY KEY,
+            original_name TEXT NOT NULL,
+            stored_path TEXT NOT NULL,
+            sha256 TEXT NOT NULL UNIQUE,
+            size_bytes INTEGER NOT NULL,
+            format TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE datasets (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE dataset_versions (
+            id INTEGER PRIMARY KEY,
+            dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+            version INTEGER NOT NULL CHECK (version >= 1),
+            template_json TEXT NOT NULL,
+            example_count INTEGER NOT NULL,
+            format TEXT NOT NULL DEFAULT '',
+            upload_id INTEGER REFERENCES uploads(id),
+            note TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            UNIQUE (dataset_id, version)
+        );
+        CREATE INDEX dataset_versions_upload ON dataset_versions(upload_id);
+        CREATE TABLE dataset_examples (
+            version_id INTEGER NOT NULL REFERENCES dataset_versions(id),
+            position INTEGER NOT NULL,
+            fields_json TEXT NOT NULL,
+            output TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (version_id, position)
+        ) WITHOUT ROWID;
+    """)
+
+
+def _002_frozen_dataset_versions(db: Database) -> None:
+    """A saved dataset version never changes: abort any UPDATE or DELETE of it."""
+    for table in ("dataset_versions", "dataset_examples"):
+        for action in ("UPDATE", "DELETE"):
+            db.execute(f"""
+                CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table}
+                BEGIN
+                    SELECT RAISE(ABORT, 'A saved dataset version cannot be changed: save a new version instead.');
+                END
+            """)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _001_datasets,
+    _002_frozen_dataset_versions,
+)
+
+
+class Store:
+    """Everything the studio keeps, in ``data_dir``: ``studio.db`` and ``uploads/``."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / UPLOADS_DIR_NAME).mkdir(exist_ok=True)
+        self.db_path = self.data_dir / DATABASE_FILE_NAME
+        self._connections = Connections(self.db_path)
+        self.schema_version = migrate(self.db)
+
+    @property
+    def db(self) -> Database:
+        """This thread's connection (opened on first use)."""
+        return self._connections.get()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """A BEGIN IMMEDIATE transaction on this thread's connection."""
+        with immediate(self.db) as db:
+            yield db
+
+    def close(self) -> None:
+        """Close this thread's connection; the store stays usable and reopens on demand."""
+        self._connections.close()
+
+    def close_all(self) -> None:
+        """Close every thread's connection (at shutdown and in tests)."""
+        self._connections.close_all()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close_all()
+
+    # ---- uploads ----
+
+    def save_upload(self, original_name: str, data: bytes, format: str) -> Upload:
+        with self.transaction() as db:
+            return datasets.save_upload(db, self.data_dir, original_name, data, format)
+
+    def get_upload(self, upload_id: int) -> Upload:
+        return datasets.get_upload(self.db, upload_id)
+
+    # ---- datasets ----
+
+    def save_dataset(
+        self,
+        name: str,
+        dataset: Dataset,
+        *,
+        format: str = "",
+        upload_id: int | None = None,
+        note: str = "",
+    ) -> DatasetVersion:
+        with self.transaction() as db:
+            return datasets.save_dataset(
+                db, name, dataset, format=format, upload_id=upload_id, note=note
+            )
+
+    def list_datasets(self) -> list[DatasetSummary]:
+        return datasets.list_datasets(self.db)
+
+    def list_versions(self, name_or_id: str | int) -> list[DatasetVersionInfo]:
+        return datasets.list_versions(self.db, name_or_id)
+
+    def get_version(self, name_or_id: str | int, version: int | None = None) -> DatasetVersion:
+        return datasets.get_version(self.db, name_or_id, version)

@@ -1,0 +1,1 @@
+"""Gradio UI: one module per tab, thin handlers."""

@@ -1,0 +1,149 @@
+"""Pure helpers that turn domain objects into what the datasets tab shows (Markdown, HTML,
+grid values) and grid values back into domain objects. No handlers, no state."""
+
+from __future__ import annotations
+
+import html
+from typing import Sequence
+
+from training.dataset import CHAT_TEMPLATE, Dataset, InputField, PromptTemplate, cell_text
+from training.errors import DatasetError
+from training.report import Problem, Report
+from training.template import Segment
+
+_ICONS = {"error": "Error:", "warning": "Warning:", "info": "Note:"}
+_MAX_LISTED = 60  # problems listed in the panel; the rest are counted
+
+
+def template_from_editor(kind: str, preamble: str, field_rows, output_label: str) -> PromptTemplate:
+    """The template described by the prompt editor's widgets."""
+    if kind == "chat":
+        return CHAT_TEMPLATE
+    fields = []
+    for row in _rows(field_rows):
+        key = cell_text(row[0]).strip() if row else ""
+        label = cell_text(row[1]) if len(row) > 1 else ""
+        if key:
+            fields.append(InputField(key, label))
+    return PromptTemplate("structured", preamble or "", tuple(fields), output_label or "")
+
+
+def field_rows(template: PromptTemplate) -> list[list[str]]:
+    return [[f.key, f.label] for f in template.inputs] or [["input", "input:"]]
+
+
+def grid_rows(value) -> list[list[str]]:
+    """Grid value (list of lists, or a pandas DataFrame) as lists of strings."""
+    return [[cell_text(c) for c in row] for row in _rows(value)]
+
+
+def _rows(value) -> list[list]:
+    if value is None:
+        return []
+    if hasattr(value, "values") and hasattr(value, "columns"):  # pandas DataFrame
+        return value.values.tolist()
+    if isinstance(value, dict):
+        return list(value.get("data") or [])
+    return [list(r) for r in value]
+
+
+def reshape_rows(rows: list[list[str]], old_columns: Sequence[str], new_columns: Sequence[str]):
+    """Keep cells when fields are renamed, added or removed: columns that keep their name keep
+    their cells; a renamed column (same position, new name) keeps its cells too."""
+    old_index = {name: i for i, name in enumerate(old_columns)}
+    reshaped = []
+    for row in rows:
+        new_row = []
+        for position, name in enumerate(new_columns):
+            if name in old_index:
+                source = old_index[name]
+            elif position < len(old_columns) - 1 and old_columns[position] not in new_columns:
+                source = position
+            else:
+                source = None
+            new_row.append(row[source] if source is not None and source < len(row) else "")
+        reshaped.append(new_row)
+    return reshaped
+
+
+def dataset_from_grid(template: PromptTemplate, value) -> Dataset:
+    template.check()
+    return Dataset.from_rows(template, grid_rows(value))
+
+
+def report_markdown(report: Report, summary: str = "") -> str:
+    lines = []
+    if summary:
+        lines.append(f"**{html.escape(summary)}**\n")
+    errors, warnings = len(report.errors), len(report.warnings)
+    if report.ok:
+        head = f"**Ready: {report.examples} examples, no errors**"
+    else:
+        head = f"**Not ready: {report.examples} examples, {errors} error{'s' if errors != 1 else ''}**"
+    if warnings:
+        head += f", {warnings} warning{'s' if warnings != 1 else ''}"
+    lines.append(head)
+    if report.truncated_rows:
+        shown = ", ".join(str(r) for r in report.truncated_rows[:20])
+        more = "…" if len(report.truncated_rows) > 20 else ""
+        lines.append(f"\nWill be truncated in training: rows {shown}{more}")
+    if report.token_counts:
+        inputs = [a for a, _ in report.token_counts]
+        outputs = [b for _, b in report.token_counts]
+        lines.append(
+            f"\nTokens per example: input up to {max(inputs):,} (mean {sum(inputs) / len(inputs):,.0f}),"
+            f" output up to {max(outputs):,} (mean {sum(outputs) / len(outputs):,.0f})."
+        )
+    listed = report.problems[:_MAX_LISTED]
+    if listed:
+        lines.append("")
+        lines.extend(_problem_line(p) for p in listed)
+    if len(report.problems) > _MAX_LISTED:
+        lines.append(f"- …and {len(report.problems) - _MAX_LISTED} more (export or fix these first).")
+    return "\n".join(lines)
+
+
+def _problem_line(problem: Problem) -> str:
+    return f"- **{_ICONS.get(problem.severity, '')}** {html.escape(problem.message)}"
+
+
+def preview_html(segments: Sequence[Segment], counts: tuple[int, int] | None, row: int) -> str:
+    """The rendered example as the model sees it; the trained part (the answer) highlighted."""
+    parts = []
+    for segment in segments:
+        text = html.escape(segment.text)
+        parts.append(f'<mark class="trained">{text}</mark>' if segment.trained else text)
+    body = "".join(parts)
+    if counts is None:
+        tokens = "Token counts appear once the base model's tokenizer is ready."
+    else:
+        tokens = f"Row {row}: input {counts[0]:,} tokens · output {counts[1]:,} tokens"
+    return (
+        f'<div class="preview-tokens">{tokens}</div>'
+        f'<pre class="prompt-preview" id="prompt-preview">{body}</pre>'
+        '<div class="preview-legend"><mark class="trained">highlighted</mark>'
+        " = what the model learns to write</div>"
+    )
+
+
+def empty_preview(message: str) -> str:
+    return f'<div class="preview-tokens">{html.escape(message)}</div>'
+
+
+def mapping_markdown(dataset: Dataset, rows: int = 3) -> str:
+    """A table of the first rows as the mapping reads them: one column per field, then output."""
+    if not dataset.examples:
+        return "_No rows to preview._"
+    template = dataset.template
+    heads = [f"{f.key} → {f.label or '(no label)'}" for f in template.inputs]
+    heads.append(f"output → {template.output_label or '(no label)'}")
+    lines = ["| " + " | ".join(_cell(h) for h in heads) + " |", "|" + "---|" * len(heads)]
+    for example in dataset.examples[:rows]:
+        cells = [example.fields.get(f.key, "") for f in template.inputs] + [example.output]
+        lines.append("| " + " | ".join(_cell(c, 80) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(text: str, limit: int = 200) -> str:
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return html.escape(text).replace("|", "\\|").replace("\n", " ")

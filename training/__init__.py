@@ -1,0 +1,1 @@
+"""Domain code: datasets, prompt templates, models. Never imports gradio."""

@@ -1,0 +1,25 @@
+"""User-facing errors.
+
+Every exception here carries a message that is safe to show to a person and says what to do.
+The studio turns them into ``gr.Error`` at the handler edge; the command line prints them.
+"""
+
+
+class StudioError(Exception):
+    """Base class: the message is shown to the user as it is."""
+
+
+class UnreadableFileError(StudioError):
+    """The file cannot be read at all (wrong type, binary garbage, hostile archive, too big)."""
+
+
+class DatasetError(StudioError):
+    """The examples or the prompt template are not usable as given."""
+
+
+class ModelError(StudioError):
+    """A base model cannot be found, prepared or loaded."""
+
+
+class NotFoundError(StudioError):
+    """A stored object (dataset, version, model) does not exist."""

@@ -1,0 +1,191 @@
+"""XLSX workbooks: refuse hostile archives before openpyxl sees them, then read one sheet.
+
+Checks, in order: an old .xls (OLE) file, a damaged zip, too many members, the total unpacked
+size (``max_unpacked_bytes``), each large member's compression ratio (``max_compression_ratio``)
+and any XML document type or entity declaration (entity expansion, "billion laughs"). openpyxl
+then reads with ``read_only=True, data_only=True`` (cached formula values); it also uses
+defusedxml when installed, which requirements.txt asks for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+import zipfile
+from typing import Iterator
+
+from training.dataset import cell_text
+from training.errors import DatasetError, StudioError, UnreadableFileError
+from training.limits import DatasetLimits
+from training.report import Problem
+from training.spreadsheet import MAX_COLUMNS, Table, build_table, quoted, size_text
+
+MAX_CELLS = 5_000_000
+"""Most cells (empty ones included) read from one sheet, so a hostile sheet cannot make us
+build millions of empty cells."""
+
+MAX_ZIP_MEMBERS = 10_000
+"""Most files inside an XLSX archive."""
+
+RATIO_CHECK_MIN_BYTES = 1 << 20
+"""Archive members smaller than this (1 MiB unpacked) are not checked for their compression
+ratio: small repetitive XML compresses very well and cannot be a bomb."""
+
+_SCAN_CHUNK_BYTES = 1 << 20
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy .xls and password-protected workbooks
+_DTD_WORDS = ("<!DOCTYPE", "<!ENTITY")
+_DTD_RE = re.compile(
+    b"|".join(
+        re.escape(word.encode(encoding))
+        for word in _DTD_WORDS
+        for encoding in ("utf-8", "utf-16-le", "utf-16-be")
+    ),
+    re.IGNORECASE,
+)
+
+
+def check_archive(data: bytes, name: str, limits: DatasetLimits) -> None:
+    """Refuse what openpyxl must not see: not a zip, a zip bomb, or XML with a DOCTYPE."""
+    if data.startswith(_OLE_MAGIC):
+        raise UnreadableFileError(
+            f"'{name}' is an old Excel .xls workbook (or a password-protected one); open it in "
+            "your spreadsheet program and save it as .xlsx without a password."
+        )
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.infolist()
+    except Exception as exc:  # zipfile raises many types on damaged archives
+        raise UnreadableFileError(
+            f"'{name}' is not an XLSX workbook (it is not a valid zip archive); open it in your "
+            "spreadsheet program and save it as .xlsx again."
+        ) from exc
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise UnreadableFileError(
+            f"'{name}' holds {len(members):,} files; an XLSX workbook has far fewer, so this one "
+            "is refused. Save the data as CSV instead."
+        )
+    total = sum(m.file_size for m in members)
+    if total > limits.max_unpacked_bytes:
+        raise UnreadableFileError(
+            f"'{name}' expands to {size_text(total)} when unpacked; the studio unpacks at most "
+            f"{size_text(limits.max_unpacked_bytes)} (max_unpacked_bytes). Remove unused sheets "
+            "and images, or save the data as CSV."
+        )
+    for member in members:
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size >= RATIO_CHECK_MIN_BYTES and ratio > limits.max_compression_ratio:
+            raise UnreadableFileError(
+                f"'{name}' expands to {size_text(member.file_size)} from "
+                f"{size_text(member.compress_size)} in '{member.filename}', {ratio:,.0f} times "
+                f"smaller when packed; the studio allows at most {limits.max_compression_ratio} "
+                "times (max_compression_ratio), so it is treated as a zip bomb. Save the data "
+                "as CSV."
+            )
+    for member in members:
+        _refuse_doctype(archive, member, name)
+
+
+def _refuse_doctype(archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str) -> None:
+    tail = b""
+    try:
+        with archive.open(member) as stream:
+            while chunk := stream.read(_SCAN_CHUNK_BYTES):
+                if _DTD_RE.search(tail + chunk):
+                    raise UnreadableFileError(
+                        f"'{name}' declares an XML document type or entity in "
+                        f"'{member.filename}', which spreadsheets never need and which can be "
+                        "used for XML entity expansion attacks; open the file in your "
+                        "spreadsheet program and save it as .xlsx again."
+                    )
+                tail = chunk[-32:]
+    except StudioError:
+        raise
+    except Exception as exc:  # damaged member: bad CRC, unsupported compression, encryption
+        raise _unreadable_workbook(name, exc) from exc
+
+
+def _unreadable_workbook(name: str, exc: Exception) -> UnreadableFileError:
+    detail = " ".join(str(exc).split())[:160] or type(exc).__name__
+    return UnreadableFileError(
+        f"'{name}' could not be read as an XLSX workbook ({detail}); open it in your "
+        "spreadsheet program and save it as .xlsx again."
+    )
+
+
+def read_xlsx(
+    data: bytes, name: str, limits: DatasetLimits, sheet: str | None = None
+) -> tuple[Table, list[Problem]]:
+    """Read one sheet (the first unless named) of an XLSX workbook with cached formula values."""
+    check_archive(data, name, limits)
+    import openpyxl  # imported here: only XLSX imports pay for it
+    from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+
+    try:
+        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types on malformed workbooks
+        raise _unreadable_workbook(name, exc) from exc
+    try:
+        names = tuple(workbook.sheetnames)
+        if not names:
+            raise UnreadableFileError(
+                f"'{name}' has no sheets; add one with your data and import it again."
+            )
+        chosen = names[0] if sheet is None else sheet
+        if chosen not in names:
+            raise DatasetError(
+                f"The workbook has no sheet named '{sheet}'; choose one of: {quoted(names)}."
+            )
+        worksheet = workbook[chosen]
+        if not isinstance(worksheet, ReadOnlyWorksheet):
+            raise DatasetError(
+                f"Sheet '{chosen}' is a chart, not a table; choose one of: {quoted(names)}."
+            )
+        worksheet.reset_dimensions()  # a declared size can be wrong or hostile: read real cells
+        return build_table(_sheet_rows(worksheet, name, limits), name, limits, chosen, names)
+    except StudioError:
+        raise
+    except Exception as exc:  # openpyxl parses the sheet lazily, while we iterate
+        raise _unreadable_workbook(name, exc) from exc
+    finally:
+        workbook.close()
+
+
+def _sheet_rows(worksheet, name: str, limits: DatasetLimits) -> Iterator[list[str]]:
+    cells = 0
+    for number, values in enumerate(worksheet.iter_rows(values_only=True), start=1):
+        cells += len(values)
+        if cells > MAX_CELLS:
+            raise UnreadableFileError(
+                f"'{name}' has more than {MAX_CELLS:,} cells, empty ones included; copy the "
+                "data into a new workbook (or save it as CSV) and import that."
+            )
+        if len(values) > MAX_COLUMNS and any(v is not None for v in values[MAX_COLUMNS:]):
+            raise UnreadableFileError(
+                f"'{name}' has data beyond column {MAX_COLUMNS:,} in sheet row {number}; the "
+                f"studio reads at most {MAX_COLUMNS:,} columns. Remove the unused columns."
+            )
+        row = [_xlsx_text(v) for v in values[:MAX_COLUMNS]]
+        if any(len(c) > limits.max_field_chars for c in row):
+            raise UnreadableFileError(
+                f"'{name}' has a cell longer than {limits.max_field_chars:,} characters "
+                f"(max_field_chars) in sheet row {number}; shorten that cell or remove the row."
+            )
+        yield row
+
+
+def _xlsx_text(value) -> str:
+    """A cell as the text a person sees: 3 not 3.0, dates in ISO form, TRUE/FALSE."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, dt.datetime):
+        if value.time() == dt.time(0) and value.tzinfo is None:
+            return value.date().isoformat()
+        return value.isoformat()
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return cell_text(value)
