@@ -19,7 +19,6 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see training/models.py
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
 COMMANDS = ("serve", "validate")
@@ -86,9 +85,12 @@ def serve(args: argparse.Namespace) -> int:
     _configure_logging(data_dir / "studio.log")
 
     from storage.db import Store
+    from starlette.middleware import Middleware
+
     from studio.app_ui import CSS, build_ui
     from studio.context import StudioContext
     from studio.i18n import I18N
+    from studio.locale import LocaleMiddleware
     from training.runtime import configure_threads
 
     configure_threads()
@@ -103,6 +105,7 @@ def serve(args: argparse.Namespace) -> int:
         max_file_size=ctx.limits.max_file_bytes,
         i18n=I18N,
         css=CSS,
+        app_kwargs={"middleware": [Middleware(LocaleMiddleware)]},
         show_error=True,
         footer_links=["settings"],
         run_history=False,

@@ -74,7 +74,9 @@ def build(ctx: StudioContext) -> Widgets:
             upload = gr.File(label=t("data.upload"), file_types=UPLOAD_TYPES, elem_id="upload")
             with gr.Accordion(t("data.paste"), open=False):
                 pasted = gr.Textbox(lines=5, show_label=False, elem_id="paste-box")
-                paste_button = gr.Button(t("data.paste_button"), size="sm")
+                with gr.Row():
+                    paste_button = gr.Button(t("data.paste_button"), size="sm", elem_id="paste-new")
+                    append_button = gr.Button(t("data.paste_append"), size="sm", elem_id="paste-append")
         with gr.Column(scale=1):
             gr.Markdown(f"### {t('data.open')}")
             saved = gr.Dropdown(label=t("data.saved"), choices=_saved_choices(ctx), elem_id="saved-datasets")
@@ -145,7 +147,7 @@ def build(ctx: StudioContext) -> Widgets:
     w = Widgets(template_state, source_state, selected, kind, preamble, fields, output_label, grid,
                 mapping, sheet, inputs, output, mapping_preview, detected, report, preview,
                 preview_row, model, name)
-    _wire(ctx, w, upload, pasted, paste_button, saved, version, open_button, empty_button,
+    _wire(ctx, w, upload, pasted, paste_button, append_button, saved, version, open_button, empty_button,
           sample_button, add_button, duplicate_button, delete_button, save_button, saved_message,
           export_format, export_button, export_file)
     return w
@@ -155,7 +157,7 @@ def _saved_choices(ctx: StudioContext) -> list[str]:
     return [d.name for d in ctx.store.list_datasets()]
 
 
-def _wire(ctx, w: Widgets, upload, pasted, paste_button, saved, version, open_button, empty_button,
+def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, version, open_button, empty_button,
           sample_button, add_button, duplicate_button, delete_button, save_button, saved_message,
           export_format, export_button, export_file):
     # Everything a "load" changes, in one order, so every loader returns the same tuple.
@@ -323,6 +325,21 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, saved, version, open_bu
             return gr.Dataframe(value=rows, headers=list(template.columns)), index, index + 1, report, preview
 
         return handler
+
+    @user_errors
+    def on_append(text, template_dict, rows, model, source):
+        template = PromptTemplate.from_dict(template_dict)
+        current = [r for r in view.grid_rows(rows) if any(c.strip() for c in r)]
+        added = formats.pasted_rows(text, template.columns, ctx.limits)
+        width = len(template.columns)
+        new_rows = current + [r + [""] * (width - len(r)) for r in added]
+        report, preview = show(template, new_rows, len(current), model, source)
+        gr.Info(f"Appended {len(added)} row(s).")
+        return (gr.Dataframe(value=new_rows, headers=list(template.columns)), len(current),
+                len(current) + 1, report, preview)
+
+    append_button.click(on_append, [pasted, w.template, w.grid, w.model, w.source],
+                        [w.grid, w.selected, w.preview_row] + shown)
 
     row_in = [w.template, w.grid, w.selected, w.model, w.source]
     row_out = [w.grid, w.selected, w.preview_row] + shown

@@ -12,25 +12,28 @@ import gradio as gr
 from training.errors import StudioError
 
 log = logging.getLogger("studio")
+TITLE = "Cannot do that"
 
 
 def user_errors(handler):
-    """Decorate a Gradio handler: StudioError -> gr.Error(message); other errors -> logged."""
+    """Decorate a Gradio handler. On an error the user sees a message and every output keeps
+    its value (a single ``gr.skip()`` skips them all), so nothing on the page is lost:
+    StudioError and gr.Error show their message; other errors are logged with a traceback."""
 
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
         try:
             return handler(*args, **kwargs)
-        except gr.Error:
-            raise
-        except StudioError as error:
-            raise gr.Error(str(error), print_exception=False) from None
+        except (gr.Error, StudioError) as error:
+            gr.Warning(error.message if isinstance(error, gr.Error) else str(error), title=TITLE)
+            return gr.skip()
         except Exception as error:  # the boundary: log the traceback, show a safe message
             log.exception("handler %s failed", handler.__name__)
-            raise gr.Error(
+            gr.Warning(
                 f"Something went wrong ({type(error).__name__}). Nothing you made was lost; "
                 "the details are in the studio's log.",
-                print_exception=False,
-            ) from None
+                title=TITLE,
+            )
+            return gr.skip()
 
     return wrapper

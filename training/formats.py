@@ -17,6 +17,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from training.dataset import Dataset
 from training.errors import DatasetError, UnreadableFileError
@@ -150,6 +151,27 @@ def read_pasted(text: str, limits: DatasetLimits = DEFAULT_LIMITS) -> ImportResu
     delimiter = "\t" if "\t" in lines[0] else sniff_delimiter(text)
     table, _, problems = read_delimited(text, "pasted rows", limits, delimiter)
     return ImportResult("pasted", FORMAT_LABELS["pasted"], None, table, tuple(problems))
+
+
+def pasted_rows(text: str, columns: Sequence[str], limits: DatasetLimits = DEFAULT_LIMITS) -> list[list[str]]:
+    """Rows copied from a spreadsheet to append to the grid: cells by position, no header row
+    (a first row equal to the grid's column names is dropped)."""
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    if not lines:
+        raise DatasetError("Nothing was pasted; copy rows from your spreadsheet and paste them here.")
+    delimiter = "\t" if "\t" in lines[0] else sniff_delimiter(text)
+    header = delimiter.join(f"column {i}" for i in range(1, len(columns) + 1))
+    result = read_pasted(header + "\n" + text, limits)
+    table = result.table
+    if len(table.header) > len(columns):
+        raise DatasetError(
+            f"The pasted rows have {len(table.header)} cells but the grid has {len(columns)} "
+            f"columns ({', '.join(columns)}); copy only those columns, in that order."
+        )
+    rows = [list(row) for row in table.rows]
+    if rows and [c.strip().lower() for c in rows[0]] == [c.lower() for c in columns]:
+        rows = rows[1:]
+    return rows
 
 
 def _check_size(n_bytes: int, name: str, limits: DatasetLimits) -> None:
