@@ -22,6 +22,10 @@ from training.report import Problem
 from training.template import render_example, token_counts
 from training.validation import validate
 
+# Editor events run one at a time, in order, keeping only the newest waiting one: typing fires an
+# event per keystroke, and out-of-order answers would show a stale preview.
+IN_ORDER = dict(concurrency_id="dataset-editor", concurrency_limit=1, trigger_mode="always_last")
+
 SAMPLE_FILE = Path(__file__).resolve().parent.parent / "statics" / "samples" / "support_tickets.csv"
 UPLOAD_TYPES = [".csv", ".tsv", ".txt", ".xlsx", ".json", ".jsonl"]
 
@@ -185,7 +189,7 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
             gr.Textbox(value=template.preamble, visible=template.kind == "structured"),
             gr.Dataframe(value=view.field_rows(template), visible=template.kind == "structured"),
             gr.Textbox(value=template.output_label, visible=template.kind == "structured"),
-            gr.Dataframe(value=rows, headers=list(template.columns)),
+            _grid(rows, template.columns),
             gr.Group(visible=mapping_on),
             gr.Dropdown(choices=list(table.sheet_names) if table else [],
                         value=table.sheet if table else None,
@@ -253,15 +257,15 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
         return _load_result(load, result, source, model, "support-tickets")
 
     model_in = [w.model]
-    upload.upload(on_upload, [upload] + model_in, loaded)
-    paste_button.click(on_paste, [pasted] + model_in, loaded)
-    w.sheet.input(on_sheet, [w.sheet, w.source] + model_in, loaded)
+    upload.upload(on_upload, [upload] + model_in, loaded, **IN_ORDER)
+    paste_button.click(on_paste, [pasted] + model_in, loaded, **IN_ORDER)
+    w.sheet.input(on_sheet, [w.sheet, w.source] + model_in, loaded, **IN_ORDER)
     mapping_in = [w.inputs, w.output, w.source] + model_in + [w.name]
-    w.inputs.input(on_mapping, mapping_in, loaded)
-    w.output.input(on_mapping, mapping_in, loaded)
-    open_button.click(on_open, [saved, version] + model_in, loaded)
-    empty_button.click(on_empty, model_in, loaded)
-    sample_button.click(on_sample, model_in, loaded)
+    w.inputs.input(on_mapping, mapping_in, loaded, **IN_ORDER)
+    w.output.input(on_mapping, mapping_in, loaded, **IN_ORDER)
+    open_button.click(on_open, [saved, version] + model_in, loaded, **IN_ORDER)
+    empty_button.click(on_empty, model_in, loaded, **IN_ORDER)
+    sample_button.click(on_sample, model_in, loaded, **IN_ORDER)
 
     # Editing: the grid and the prompt editor re-validate and re-render the preview.
     @user_errors
@@ -269,9 +273,9 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
         return show(PromptTemplate.from_dict(template_dict), rows, int(row or 1) - 1, model, source)
 
     edit_in = [w.template, w.grid, w.preview_row, w.model, w.source]
-    w.grid.input(on_edit, edit_in, shown)
-    w.preview_row.input(on_edit, edit_in, shown)
-    w.model.input(on_edit, edit_in, shown)
+    w.grid.input(on_edit, edit_in, shown, **IN_ORDER)
+    w.preview_row.input(on_edit, edit_in, shown, **IN_ORDER)
+    w.model.input(on_edit, edit_in, shown, **IN_ORDER)
 
     @user_errors
     def on_select(evt: gr.SelectData, template_dict, rows, model, source):
@@ -280,7 +284,7 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
         return row, row + 1, report, preview
 
     w.grid.select(on_select, [w.template, w.grid, w.model, w.source],
-                  [w.selected, w.preview_row] + shown)
+                  [w.selected, w.preview_row] + shown, **IN_ORDER)
 
     @user_errors
     def on_prompt(kind, preamble, field_value, output_label, template_dict, rows, row, model, source):
@@ -292,16 +296,16 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
             return template_dict, gr.Dataframe(), f"**Error:** {error}", gr.HTML()
         reshaped = view.reshape_rows(view.grid_rows(rows), old.columns, new.columns)
         report, preview = show(new, reshaped, int(row or 1) - 1, model, source)
-        grid_update = gr.Dataframe(value=reshaped, headers=list(new.columns)) \
+        grid_update = _grid(reshaped, new.columns) \
             if new.columns != old.columns else gr.Dataframe()
         return new.to_dict(), grid_update, report, preview
 
     prompt_in = [w.kind, w.preamble, w.fields, w.output_label, w.template, w.grid, w.preview_row,
                  w.model, w.source]
     prompt_out = [w.template, w.grid] + shown
-    w.preamble.input(on_prompt, prompt_in, prompt_out)
-    w.fields.input(on_prompt, prompt_in, prompt_out)
-    w.output_label.input(on_prompt, prompt_in, prompt_out)
+    w.preamble.input(on_prompt, prompt_in, prompt_out, **IN_ORDER)
+    w.fields.input(on_prompt, prompt_in, prompt_out, **IN_ORDER)
+    w.output_label.input(on_prompt, prompt_in, prompt_out, **IN_ORDER)
 
     # Row actions on the selected row.
     def row_action(action):
@@ -322,7 +326,7 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
                 rows = rows or [[""] * width]
                 index = min(index, len(rows) - 1)
             report, preview = show(template, rows, index, model, source)
-            return gr.Dataframe(value=rows, headers=list(template.columns)), index, index + 1, report, preview
+            return _grid(rows, template.columns), index, index + 1, report, preview
 
         return handler
 
@@ -335,7 +339,7 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
         new_rows = current + [r + [""] * (width - len(r)) for r in added]
         report, preview = show(template, new_rows, len(current), model, source)
         gr.Info(f"Appended {len(added)} row(s).")
-        return (gr.Dataframe(value=new_rows, headers=list(template.columns)), len(current),
+        return (_grid(new_rows, template.columns), len(current),
                 len(current) + 1, report, preview)
 
     append_button.click(on_append, [pasted, w.template, w.grid, w.model, w.source],
@@ -343,9 +347,9 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
 
     row_in = [w.template, w.grid, w.selected, w.model, w.source]
     row_out = [w.grid, w.selected, w.preview_row] + shown
-    add_button.click(row_action("add"), row_in, row_out)
-    duplicate_button.click(row_action("duplicate"), row_in, row_out)
-    delete_button.click(row_action("delete"), row_in, row_out)
+    add_button.click(row_action("add"), row_in, row_out, **IN_ORDER)
+    duplicate_button.click(row_action("duplicate"), row_in, row_out, **IN_ORDER)
+    delete_button.click(row_action("delete"), row_in, row_out, **IN_ORDER)
 
     @user_errors
     def on_save(dataset_name, template_dict, rows, source: Source, model):
@@ -361,7 +365,8 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
                         "tuning with it.")
         return message, gr.Dropdown(choices=_saved_choices(ctx), value=stored.name)
 
-    save_button.click(on_save, [w.name, w.template, w.grid, w.source, w.model], [saved_message, saved])
+    save_button.click(on_save, [w.name, w.template, w.grid, w.source, w.model],
+                      [saved_message, saved], **IN_ORDER)
 
     @user_errors
     def on_export(fmt, template_dict, rows, dataset_name):
@@ -370,7 +375,13 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
             raise gr.Error("There are no examples to export.")
         return str(export.export_file(dataset, fmt, ctx.data_dir / "exports", dataset_name or "dataset"))
 
-    export_button.click(on_export, [export_format, w.template, w.grid, w.name], export_file)
+    export_button.click(on_export, [export_format, w.template, w.grid, w.name], export_file, **IN_ORDER)
+
+
+def _grid(rows, columns) -> gr.Dataframe:
+    """A grid update with these columns, equally wide (cells wrap), so the output stays in view."""
+    share = f"{100 / max(len(columns), 1):.2f}%"
+    return gr.Dataframe(value=rows, headers=list(columns), column_widths=[share] * len(columns))
 
 
 def _safe_show(show, *args):

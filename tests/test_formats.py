@@ -336,9 +336,13 @@ WORKBOOK = xlsx({
 })
 
 
-def test_xlsx_reads_the_first_sheet_by_default():
+def test_xlsx_reads_the_first_sheet_with_data_by_default():
     result = read_bytes(WORKBOOK, "w.xlsx")
-    assert (result.format, result.table.sheet, result.table.sheet_names) == ("xlsx", "Notes", ("Notes", "Data"))
+    assert (result.format, result.table.sheet, result.table.sheet_names) == ("xlsx", "Data", ("Notes", "Data"))
+
+
+def test_xlsx_reads_a_named_sheet_even_without_rows():
+    result = read_bytes(WORKBOOK, "w.xlsx", sheet="Notes")
     assert result.summary == "XLSX (sheet 'Notes'), 1 column, 0 rows"
 
 

@@ -1,10 +1,11 @@
-"""XLSX workbooks: refuse hostile archives before openpyxl sees them, then read one sheet.
+"""XLSX workbooks: refuse hostile archives before any XML is parsed, then read one sheet.
 
 Checks, in order: an old .xls (OLE) file, a damaged zip, too many members, the total unpacked
 size (``max_unpacked_bytes``), each large member's compression ratio (``max_compression_ratio``)
-and any XML document type or entity declaration (entity expansion, "billion laughs"). openpyxl
-then reads with ``read_only=True, data_only=True`` (cached formula values); it also uses
-defusedxml when installed, which requirements.txt asks for.
+and any XML document type or entity declaration (entity expansion, "billion laughs"). Only
+then does ``training.xlsx_reader`` stream the sheet with the standard library's expat parser
+(cached formula values, as openpyxl's ``data_only=True`` reads them); without a document type
+there is no entity for expat to expand.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import datetime as dt
 import io
 import re
 import zipfile
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from training.dataset import cell_text
 from training.errors import DatasetError, StudioError, UnreadableFileError
 from training.limits import DatasetLimits
 from training.report import Problem
 from training.spreadsheet import MAX_COLUMNS, Table, build_table, quoted, size_text
+from training.xlsx_reader import SheetEntry, XlsxBook, open_book, sheet_rows
 
 MAX_CELLS = 5_000_000
 """Most cells (empty ones included) read from one sheet, so a hostile sheet cannot make us
@@ -46,7 +48,7 @@ _DTD_RE = re.compile(
 
 
 def check_archive(data: bytes, name: str, limits: DatasetLimits) -> None:
-    """Refuse what openpyxl must not see: not a zip, a zip bomb, or XML with a DOCTYPE."""
+    """Refuse what the XML parser must not see: not a zip, a zip bomb, or XML with a DOCTYPE."""
     if data.startswith(_OLE_MAGIC):
         raise UnreadableFileError(
             f"'{name}' is an old Excel .xls workbook (or a password-protected one); open it in "
@@ -91,7 +93,8 @@ def _refuse_doctype(archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str
     try:
         with archive.open(member) as stream:
             while chunk := stream.read(_SCAN_CHUNK_BYTES):
-                if _DTD_RE.search(tail + chunk):
+                window = tail + chunk
+                if _might_declare(window) and _DTD_RE.search(window):
                     raise UnreadableFileError(
                         f"'{name}' declares an XML document type or entity in "
                         f"'{member.filename}', which spreadsheets never need and which can be "
@@ -105,6 +108,12 @@ def _refuse_doctype(archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str
         raise _unreadable_workbook(name, exc) from exc
 
 
+def _might_declare(window: bytes) -> bool:
+    """A quick test that the slower regular expression can only confirm: every declaration
+    starts with '<!' (UTF-8) or '<\\0!' (UTF-16, either byte order)."""
+    return b"<!" in window or b"<\x00!" in window
+
+
 def _unreadable_workbook(name: str, exc: Exception) -> UnreadableFileError:
     detail = " ".join(str(exc).split())[:160] or type(exc).__name__
     return UnreadableFileError(
@@ -116,44 +125,61 @@ def _unreadable_workbook(name: str, exc: Exception) -> UnreadableFileError:
 def read_xlsx(
     data: bytes, name: str, limits: DatasetLimits, sheet: str | None = None
 ) -> tuple[Table, list[Problem]]:
-    """Read one sheet (the first unless named) of an XLSX workbook with cached formula values."""
+    """Read one sheet (the named one, else the first that has data rows) of an XLSX workbook with cached formula values."""
     check_archive(data, name, limits)
-    import openpyxl  # imported here: only XLSX imports pay for it
-    from openpyxl.worksheet._read_only import ReadOnlyWorksheet
-
     try:
-        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types on malformed workbooks
-        raise _unreadable_workbook(name, exc) from exc
-    try:
-        names = tuple(workbook.sheetnames)
-        if not names:
-            raise UnreadableFileError(
-                f"'{name}' has no sheets; add one with your data and import it again."
-            )
-        chosen = names[0] if sheet is None else sheet
-        if chosen not in names:
-            raise DatasetError(
-                f"The workbook has no sheet named '{sheet}'; choose one of: {quoted(names)}."
-            )
-        worksheet = workbook[chosen]
-        if not isinstance(worksheet, ReadOnlyWorksheet):
-            raise DatasetError(
-                f"Sheet '{chosen}' is a chart, not a table; choose one of: {quoted(names)}."
-            )
-        worksheet.reset_dimensions()  # a declared size can be wrong or hostile: read real cells
-        return build_table(_sheet_rows(worksheet, name, limits), name, limits, chosen, names)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return _read_book(open_book(archive), name, limits, sheet)
     except StudioError:
         raise
-    except Exception as exc:  # openpyxl parses the sheet lazily, while we iterate
+    except Exception as exc:  # a malformed part: sheets are parsed while their rows are read
         raise _unreadable_workbook(name, exc) from exc
-    finally:
-        workbook.close()
 
 
-def _sheet_rows(worksheet, name: str, limits: DatasetLimits) -> Iterator[list[str]]:
+def _read_book(
+    book: XlsxBook, name: str, limits: DatasetLimits, sheet: str | None
+) -> tuple[Table, list[Problem]]:
+    names = tuple(s.name for s in book.sheets)
+    if not names:
+        raise UnreadableFileError(
+            f"'{name}' has no sheets; add one with your data and import it again."
+        )
+    if sheet is None:  # the first sheet holding data rows, else the first sheet
+        first = None
+        for candidate in book.sheets:
+            if candidate.is_chart:
+                continue
+            result = _read_sheet(book, candidate, name, limits, names)
+            if result[0].rows:
+                return result
+            first = first or result
+        if first is None:
+            raise DatasetError(f"'{name}' holds only charts; add a sheet with your data.")
+        return first
+    if sheet not in names:
+        raise DatasetError(
+            f"The workbook has no sheet named '{sheet}'; choose one of: {quoted(names)}."
+        )
+    chosen = book.sheets[names.index(sheet)]
+    if chosen.is_chart:
+        raise DatasetError(
+            f"Sheet '{sheet}' is a chart, not a table; choose one of: {quoted(names)}."
+        )
+    return _read_sheet(book, chosen, name, limits, names)
+
+
+def _read_sheet(
+    book: XlsxBook, sheet: SheetEntry, name: str, limits: DatasetLimits, names: tuple[str, ...]
+) -> tuple[Table, list[Problem]]:
+    rows = _sheet_rows(sheet_rows(book, sheet), name, limits)
+    return build_table(rows, name, limits, sheet.name, names)
+
+
+def _sheet_rows(
+    value_rows: Iterable[tuple], name: str, limits: DatasetLimits
+) -> Iterator[list[str]]:
     cells = 0
-    for number, values in enumerate(worksheet.iter_rows(values_only=True), start=1):
+    for number, values in enumerate(value_rows, start=1):
         cells += len(values)
         if cells > MAX_CELLS:
             raise UnreadableFileError(
@@ -165,7 +191,7 @@ def _sheet_rows(worksheet, name: str, limits: DatasetLimits) -> Iterator[list[st
                 f"'{name}' has data beyond column {MAX_COLUMNS:,} in sheet row {number}; the "
                 f"studio reads at most {MAX_COLUMNS:,} columns. Remove the unused columns."
             )
-        row = [_xlsx_text(v) for v in values[:MAX_COLUMNS]]
+        row = [v if type(v) is str else _xlsx_text(v) for v in values[:MAX_COLUMNS]]
         if any(len(c) > limits.max_field_chars for c in row):
             raise UnreadableFileError(
                 f"'{name}' has a cell longer than {limits.max_field_chars:,} characters "
