@@ -3,9 +3,9 @@
 Checks, in order: an old .xls (OLE) file, a damaged zip, too many members, the total unpacked
 size (``max_unpacked_bytes``), each large member's compression ratio (``max_compression_ratio``)
 and any XML document type or entity declaration (entity expansion, "billion laughs"). Only
-then does ``training.xlsx_reader`` stream the sheet with the standard library's expat parser
-(cached formula values, as openpyxl's ``data_only=True`` reads them); without a document type
-there is no entity for expat to expand.
+then do ``training.xlsx_package`` and ``training.xlsx_reader`` read the workbook with the
+standard library's expat parser, streaming the sheet (cached formula values, as openpyxl's
+``data_only=True`` read them); without a document type there is no entity for expat to expand.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from training.errors import DatasetError, StudioError, UnreadableFileError
 from training.limits import DatasetLimits
 from training.report import Problem
 from training.spreadsheet import MAX_COLUMNS, Table, build_table, quoted, size_text
-from training.xlsx_reader import SheetEntry, XlsxBook, open_book, sheet_rows
+from training.xlsx_package import SheetEntry, XlsxBook, open_book
+from training.xlsx_reader import sheet_rows
 
 MAX_CELLS = 5_000_000
 """Most cells (empty ones included) read from one sheet, so a hostile sheet cannot make us

@@ -3,17 +3,14 @@
 A spreadsheet stores a date as a number of days (a serial) and shows it as a date only through
 the cell's number format: ``c/@s`` indexes ``cellXfs`` in ``xl/styles.xml``, whose ``numFmtId``
 is a built-in format or a custom one in ``numFmts``. The rules are openpyxl's, so a workbook
-reads as it did with openpyxl.
+reads as it did with openpyxl. Pure functions: ``training.xlsx_reader`` reads the XML.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-import zipfile
-from xml.etree import ElementTree
 
-STYLES_PART = "xl/styles.xml"
 WINDOWS_EPOCH = dt.datetime(1899, 12, 30)
 """Day 0 of the 1900 date system (Excel's default; day 1 is 1 January 1900)."""
 
@@ -54,35 +51,17 @@ def is_duration_format(code: str | None) -> bool:
     return code is not None and _DURATION_TOKEN.search(code.split(";")[0]) is not None
 
 
-def date_styles(archive: zipfile.ZipFile) -> tuple[frozenset[int], frozenset[int]]:
-    """(indexes of cell formats showing dates or times, those showing elapsed times)."""
-    if STYLES_PART not in archive.NameToInfo:
-        return frozenset(), frozenset()
-    root = ElementTree.fromstring(archive.read(STYLES_PART))
-    custom = {int(f.get("numFmtId")): f.get("formatCode")
-              for f in children(root, "numFmts", "numFmt")}
+def date_styles(custom_formats: dict[int, str], cell_formats: list[int]):
+    """(indexes of cell formats showing dates or times, those showing elapsed times), given
+    the custom number formats by id and each cell format's number format id (``cellXfs``)."""
     dates, durations = set(), set()
-    for index, style in enumerate(children(root, "cellXfs", "xf")):
-        number_format = int(style.get("numFmtId", 0))
-        code = custom.get(number_format, BUILTIN_DATE_FORMATS.get(number_format))
+    for index, number_format in enumerate(cell_formats):
+        code = custom_formats.get(number_format, BUILTIN_DATE_FORMATS.get(number_format))
         if is_date_format(code):
             dates.add(index)
         if is_duration_format(code):
             durations.add(index)
     return frozenset(dates), frozenset(durations)
-
-
-def children(element: ElementTree.Element, *path: str) -> list[ElementTree.Element]:
-    """Elements reached by following local names (``*``: any), in any namespace."""
-    found = [element]
-    for local in path:
-        found = [child for parent in found for child in parent
-                 if local in ("*", local_name(child.tag))]
-    return found
-
-
-def local_name(tag: str) -> str:
-    return tag.rpartition("}")[2]
 
 
 def number_value(text: str) -> int | float:
