@@ -14,7 +14,8 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from storage.files import inside, upload_relpath, write_file_atomic
+from storage.files import inside, upload_relpath
+from training.atomic import write_file_atomic
 from storage.timestamps import utc_now
 from training.dataset import Dataset, Example, PromptTemplate
 from training.errors import DatasetError, NotFoundError

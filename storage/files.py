@@ -9,9 +9,7 @@ can be moved as a whole.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path, PurePosixPath
 
 DATABASE_FILE_NAME = "studio.db"
@@ -49,20 +47,3 @@ def inside(data_dir: Path, relpath: str) -> Path:
     if root != path and root not in path.parents:
         raise ValueError(f"Stored path {relpath!r} points outside the data folder {root}.")
     return path
-
-
-def write_file_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so a
-    crash leaves either the old state or the complete file, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as temp:
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-        raise

@@ -1,4 +1,4 @@
-"""Pure helpers that turn domain objects into what the datasets tab shows (Markdown, HTML,
+"""Helpers that turn domain objects into what the datasets tab shows (Markdown, HTML,
 grid values) and grid values back into domain objects. No handlers, no state."""
 
 from __future__ import annotations
@@ -6,10 +6,11 @@ from __future__ import annotations
 import html
 from typing import Sequence
 
+import gradio as gr
+
 from training.dataset import CHAT_TEMPLATE, Dataset, InputField, PromptTemplate, cell_text
-from training.errors import DatasetError
 from training.report import Problem, Report
-from training.template import Segment
+from training.template import Segment, render_example, token_counts
 
 _ICONS = {"error": "Error:", "warning": "Warning:", "info": "Note:"}
 _MAX_LISTED = 60  # problems listed in the panel; the rest are counted
@@ -147,3 +148,18 @@ def mapping_markdown(dataset: Dataset, rows: int = 3) -> str:
 def _cell(text: str, limit: int = 200) -> str:
     text = text if len(text) <= limit else text[: limit - 1] + "…"
     return html.escape(text).replace("|", "\\|").replace("\n", " ")
+
+
+def grid(rows, columns) -> gr.Dataframe:
+    """A grid update with these columns, equally wide (cells wrap), so the output stays in view."""
+    share = f"{100 / max(len(columns), 1):.2f}%"
+    return gr.Dataframe(value=rows, headers=list(columns), column_widths=[share] * len(columns))
+
+
+def preview(dataset: Dataset, row: int, tokenizer) -> str:
+    if not dataset.examples:
+        return empty_preview("Add an example to see how the model will see it.")
+    row = min(max(row, 0), len(dataset.examples) - 1)
+    segments = render_example(dataset.template, dataset.examples[row], tokenizer)
+    counts = token_counts([segments], tokenizer)[0] if tokenizer is not None else None
+    return preview_html(segments, counts, row + 1)

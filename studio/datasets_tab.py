@@ -19,7 +19,6 @@ from training import export, formats
 from training.dataset import Dataset, PromptTemplate
 from training.errors import DatasetError, StudioError
 from training.report import Problem
-from training.template import render_example, token_counts
 from training.validation import validate
 
 # Editor events run one at a time, in order, keeping only the newest waiting one: typing fires an
@@ -172,10 +171,10 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
 
     def show(template: PromptTemplate, rows, row: int, model: str, source: Source):
         """(report Markdown, preview HTML) for the current editor content."""
-        dataset = view.dataset_from_grid(template, rows)
+        dataset = view.dataset_fromview.grid(template, rows)
         tokenizer = ctx.tokenizer(model)
         report = validate(dataset, ctx.limits, tokenizer=tokenizer, file_problems=source.problems)
-        return view.report_markdown(report, source.label), _preview(dataset, row, tokenizer)
+        return view.report_markdown(report, source.label), view.preview(dataset, row, tokenizer)
 
     def load(dataset: Dataset, source: Source, model: str, name: str = "", output_column=None):
         template = dataset.template
@@ -189,7 +188,7 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
             gr.Textbox(value=template.preamble, visible=template.kind == "structured"),
             gr.Dataframe(value=view.field_rows(template), visible=template.kind == "structured"),
             gr.Textbox(value=template.output_label, visible=template.kind == "structured"),
-            _grid(rows, template.columns),
+            view.grid(rows, template.columns),
             gr.Group(visible=mapping_on),
             gr.Dropdown(choices=list(table.sheet_names) if table else [],
                         value=table.sheet if table else None,
@@ -296,7 +295,7 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
             return template_dict, gr.Dataframe(), f"**Error:** {error}", gr.HTML()
         reshaped = view.reshape_rows(view.grid_rows(rows), old.columns, new.columns)
         report, preview = show(new, reshaped, int(row or 1) - 1, model, source)
-        grid_update = _grid(reshaped, new.columns) \
+        grid_update = view.grid(reshaped, new.columns) \
             if new.columns != old.columns else gr.Dataframe()
         return new.to_dict(), grid_update, report, preview
 
@@ -326,7 +325,7 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
                 rows = rows or [[""] * width]
                 index = min(index, len(rows) - 1)
             report, preview = show(template, rows, index, model, source)
-            return _grid(rows, template.columns), index, index + 1, report, preview
+            return view.grid(rows, template.columns), index, index + 1, report, preview
 
         return handler
 
@@ -339,7 +338,7 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
         new_rows = current + [r + [""] * (width - len(r)) for r in added]
         report, preview = show(template, new_rows, len(current), model, source)
         gr.Info(f"Appended {len(added)} row(s).")
-        return (_grid(new_rows, template.columns), len(current),
+        return (view.grid(new_rows, template.columns), len(current),
                 len(current) + 1, report, preview)
 
     append_button.click(on_append, [pasted, w.template, w.grid, w.model, w.source],
@@ -353,7 +352,7 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
 
     @user_errors
     def on_save(dataset_name, template_dict, rows, source: Source, model):
-        dataset = view.dataset_from_grid(PromptTemplate.from_dict(template_dict), rows)
+        dataset = view.dataset_fromview.grid(PromptTemplate.from_dict(template_dict), rows)
         if not dataset.examples:
             raise gr.Error("There are no examples to save: add rows or import a file first.")
         report = validate(dataset, ctx.limits, tokenizer=ctx.tokenizer(model))
@@ -370,18 +369,12 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
 
     @user_errors
     def on_export(fmt, template_dict, rows, dataset_name):
-        dataset = view.dataset_from_grid(PromptTemplate.from_dict(template_dict), rows)
+        dataset = view.dataset_fromview.grid(PromptTemplate.from_dict(template_dict), rows)
         if not dataset.examples:
             raise gr.Error("There are no examples to export.")
         return str(export.export_file(dataset, fmt, ctx.data_dir / "exports", dataset_name or "dataset"))
 
     export_button.click(on_export, [export_format, w.template, w.grid, w.name], export_file, **IN_ORDER)
-
-
-def _grid(rows, columns) -> gr.Dataframe:
-    """A grid update with these columns, equally wide (cells wrap), so the output stays in view."""
-    share = f"{100 / max(len(columns), 1):.2f}%"
-    return gr.Dataframe(value=rows, headers=list(columns), column_widths=[share] * len(columns))
 
 
 def _safe_show(show, *args):
@@ -391,15 +384,6 @@ def _safe_show(show, *args):
         return show(*args)
     except StudioError as error:
         return f"**Error:** {error}", view.empty_preview("")
-
-
-def _preview(dataset: Dataset, row: int, tokenizer) -> str:
-    if not dataset.examples:
-        return view.empty_preview("Add an example to see how the model will see it.")
-    row = min(max(row, 0), len(dataset.examples) - 1)
-    segments = render_example(dataset.template, dataset.examples[row], tokenizer)
-    counts = token_counts([segments], tokenizer)[0] if tokenizer is not None else None
-    return view.preview_html(segments, counts, row + 1)
 
 
 def _load_result(load, result: formats.ImportResult, source: Source, model: str, name: str = ""):

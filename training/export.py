@@ -20,13 +20,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import tempfile
 import unicodedata
 from pathlib import Path
 from typing import Literal
 
+from training.atomic import write_file_atomic
 from training.dataset import Dataset, chat_messages
 from training.errors import DatasetError
 
@@ -115,18 +114,8 @@ def export_file(dataset: Dataset, fmt: ExportFormat, directory: Path, name: str)
         raise DatasetError(f"Export format '{fmt}' is unknown: use csv, xlsx or jsonl.")
     data = writer(dataset)
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{safe_name(name, fmt)}.{fmt}"
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".export-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_file_atomic(target, data)
     return target
 
 
