@@ -171,7 +171,7 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
 
     def show(template: PromptTemplate, rows, row: int, model: str, source: Source):
         """(report Markdown, preview HTML) for the current editor content."""
-        dataset = view.dataset_fromview.grid(template, rows)
+        dataset = view.dataset_from_grid(template, rows)
         tokenizer = ctx.tokenizer(model)
         report = validate(dataset, ctx.limits, tokenizer=tokenizer, file_problems=source.problems)
         return view.report_markdown(report, source.label), view.preview(dataset, row, tokenizer)
@@ -352,7 +352,7 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
 
     @user_errors
     def on_save(dataset_name, template_dict, rows, source: Source, model):
-        dataset = view.dataset_fromview.grid(PromptTemplate.from_dict(template_dict), rows)
+        dataset = view.dataset_from_grid(PromptTemplate.from_dict(template_dict), rows)
         if not dataset.examples:
             raise gr.Error("There are no examples to save: add rows or import a file first.")
         report = validate(dataset, ctx.limits, tokenizer=ctx.tokenizer(model))
@@ -369,7 +369,7 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
 
     @user_errors
     def on_export(fmt, template_dict, rows, dataset_name):
-        dataset = view.dataset_fromview.grid(PromptTemplate.from_dict(template_dict), rows)
+        dataset = view.dataset_from_grid(PromptTemplate.from_dict(template_dict), rows)
         if not dataset.examples:
             raise gr.Error("There are no examples to export.")
         return str(export.export_file(dataset, fmt, ctx.data_dir / "exports", dataset_name or "dataset"))
