@@ -2,9 +2,14 @@
 
     python app.py [--host 127.0.0.1] [--port 7860] [--data-dir data] [--auth USER:PASSWORD]
     python app.py validate FILE [--json] [--sheet NAME] [--model NAME] [--no-tokens]
+    python app.py tune --data FILE --name NAME [--model BASE] [--epochs N] [--batch-size N]
+                       [--learning-rate F] [--learning-rate-multiplier F] [--lora-rank N]
+                       [--eval-rows N] [--seed N] [--sheet S] [--data-dir DIR]
 
 `validate` exits 0 when the file is valid (warnings and guidance allowed), 1 when it has errors,
-2 when it cannot be read at all.
+2 when it cannot be read at all. `tune` trains a model into the studio's library with a progress
+line in the terminal: exit 0 when it is ready, 1 when it failed or was cancelled, 2 when the file
+cannot be read, 130 after Ctrl-C (the job is cancelled cleanly).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see t
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
-COMMANDS = ("serve", "validate")
+COMMANDS = ("serve", "validate", "tune")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -47,6 +52,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     validate.add_argument("--no-tokens", action="store_true", help="skip token counts")
     validate.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                           help="folder holding prepared base models (default ./data)")
+
+    from training.cli_tune import add_arguments
+
+    tune = commands.add_parser("tune", help="tune a model on a dataset file, in the terminal")
+    add_arguments(tune)
+    tune.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                      help="the studio's data folder: the library the model goes into (default ./data)")
     return parser.parse_args(argv)
 
 
@@ -91,28 +103,35 @@ def serve(args: argparse.Namespace) -> int:
     from studio.context import StudioContext
     from studio.i18n import I18N
     from studio.locale import LocaleMiddleware
+    from training.runner import JobRunner
     from training.runtime import configure_threads
 
     configure_threads()
-    ctx = StudioContext(data_dir=data_dir, store=Store(data_dir))
-    ctx.prepare_bundled_in_background()
-    demo = build_ui(ctx)
-    print(f"Tuning Studio: http://{args.host}:{args.port}  (data in {data_dir})", flush=True)
-    demo.queue(default_concurrency_limit=4).launch(
-        server_name=args.host,
-        server_port=args.port,
-        auth=auth or None,
-        max_file_size=ctx.limits.max_file_bytes,
-        i18n=I18N,
-        css=CSS,
-        app_kwargs={"middleware": [Middleware(LocaleMiddleware)]},
-        show_error=True,
-        footer_links=["settings"],
-        run_history=False,
-        allowed_paths=[str(data_dir / "exports")],
-        ssr_mode=False,
-        quiet=True,
-    )
+    store = Store(data_dir)
+    runner = JobRunner(store, data_dir)
+    runner.start()  # resumes the jobs that were training when the studio last stopped
+    try:
+        ctx = StudioContext(data_dir=data_dir, store=store, runner=runner)
+        ctx.prepare_bundled_in_background()
+        demo = build_ui(ctx)
+        print(f"Tuning Studio: http://{args.host}:{args.port}  (data in {data_dir})", flush=True)
+        demo.queue(default_concurrency_limit=4).launch(
+            server_name=args.host,
+            server_port=args.port,
+            auth=auth or None,
+            max_file_size=ctx.limits.max_file_bytes,
+            i18n=I18N,
+            css=CSS,
+            app_kwargs={"middleware": [Middleware(LocaleMiddleware)]},
+            show_error=True,
+            footer_links=["settings"],
+            run_history=False,
+            allowed_paths=[str(data_dir / "exports")],
+            ssr_mode=False,
+            quiet=True,
+        )
+    finally:
+        runner.stop()  # a job still training is left 'interrupted' and resumes at next start
     return 0
 
 
@@ -167,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "validate":
         return validate(args)
+    if args.command == "tune":
+        from training.cli_tune import tune
+
+        data_dir = args.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return tune(args, data_dir)
     return serve(args)
 
 

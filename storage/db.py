@@ -12,7 +12,7 @@ Migrations: ``MIGRATIONS`` is an ordered tuple of functions; the schema version 
 function to ``MIGRATIONS``; never edit or reorder one that has shipped.
 
 Store: owns the data folder and the connections, migrates when opened, and has one thin method
-per function of a table-group module (``storage.datasets``; later jobs and tuned models), which
+per function of a table-group module (``storage.datasets``, ``storage.jobs``), which
 it calls with this thread's connection, inside ``immediate()`` for writes.
 """
 
@@ -23,15 +23,18 @@ import threading
 import weakref
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Collection, Iterator, Sequence
 
 from sqlite_utils import Database
 
-from storage import datasets
+from storage import datasets, jobs
 from storage.datasets import DatasetSummary, DatasetVersion, DatasetVersionInfo, Upload
+from storage.jobs import Job, LogLine
 from storage.files import DATABASE_FILE_NAME, UPLOADS_DIR_NAME
 from training.dataset import Dataset
 from training.errors import StudioError
+from training.jobs import JobEvent, JobState
+from training.progress import EpochSnapshot, EvalMetrics, StepMetrics
 
 BUSY_TIMEOUT_S = 10.0
 """How long a connection waits for another thread's or process's write lock before failing."""
@@ -188,9 +191,15 @@ def _002_frozen_dataset_versions(db: Database) -> None:
             """)
 
 
+def _003_jobs(db: Database) -> None:
+    """Tuning jobs (the tuned model is a job's result) and their metrics, snapshots and logs."""
+    db.executescript(jobs.SCHEMA_003)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _001_datasets,
     _002_frozen_dataset_versions,
+    _003_jobs,
 )
 
 
@@ -263,3 +272,87 @@ class Store:
 
     def get_version(self, name_or_id: str | int, version: int | None = None) -> DatasetVersion:
         return datasets.get_version(self.db, name_or_id, version)
+
+    def get_dataset_version(self, version_id: int) -> DatasetVersion:
+        """A dataset version by its version id (as jobs refer to it)."""
+        return jobs.dataset_version(self.db, version_id)
+
+    # ---- tuning jobs (a tuned model is a job's result) ----
+
+    def create_job(self, **fields) -> Job:
+        """A new queued job; see ``storage.jobs.create_job`` for the fields."""
+        with self.transaction() as db:
+            return jobs.create_job(db, **fields)
+
+    def get_job(self, job_id: str) -> Job:
+        return jobs.get_job(self.db, job_id)
+
+    def list_jobs(self) -> list[Job]:
+        """Every job, the newest first."""
+        return jobs.list_jobs(self.db)
+
+    def next_queued_job(self, among: Collection[str] | None = None) -> Job | None:
+        return jobs.next_queued_job(self.db, among)
+
+    def jobs_in_states(self, *states: JobState) -> list[Job]:
+        return jobs.jobs_in_states(self.db, states)
+
+    def change_job_state(self, job_id: str, event: JobEvent, **fields) -> Job:
+        """Apply a state event (IllegalTransition if not allowed) and set ``fields`` with it."""
+        with self.transaction() as db:
+            return jobs.change_state(db, job_id, event, **fields)
+
+    def claim_next_job(self, owner: str, among: Collection[str] | None = None) -> Job | None:
+        """Move the next queued job (of ``among``, when given) to running for ``owner``: one
+        transaction, so two runners never claim the same job. None when nothing is queued."""
+        with self.transaction() as db:
+            job = jobs.next_queued_job(db, among)
+            return jobs.change_state(db, job.id, "start", owner=owner) if job else None
+
+    def requeue_job(self, job_id: str, *, front: bool, **fields) -> Job:
+        """Resume a failed, cancelled or interrupted job: queued again, at the front of the queue
+        (a restart) or at its back (the user's resume)."""
+        with self.transaction() as db:
+            order = jobs.front_of_queue(db) if front else jobs.back_of_queue(db)
+            return jobs.change_state(db, job_id, "resume", queue_order=order, **fields)
+
+    def update_job(self, job_id: str, **fields) -> None:
+        with self.transaction() as db:
+            jobs.update_job(db, job_id, **fields)
+
+    def delete_job(self, job_id: str) -> None:
+        """Remove the job and its rows (not its files); refused while it trains."""
+        with self.transaction() as db:
+            jobs.delete_job(db, job_id)
+
+    def record_step(self, job_id: str, metrics: StepMetrics) -> None:
+        with self.transaction() as db:
+            jobs.record_step(db, job_id, metrics)
+
+    def record_eval(self, job_id: str, metrics: EvalMetrics) -> None:
+        with self.transaction() as db:
+            jobs.record_eval(db, job_id, metrics)
+
+    def record_snapshot(self, job_id: str, snapshot: EpochSnapshot) -> None:
+        with self.transaction() as db:
+            jobs.record_snapshot(db, job_id, snapshot)
+
+    def metrics_after(self, job_id: str, step: int = 0) -> list[StepMetrics]:
+        return jobs.metrics_after(self.db, job_id, step)
+
+    def job_evals(self, job_id: str) -> list[EvalMetrics]:
+        return jobs.evals(self.db, job_id)
+
+    def job_snapshots(self, job_id: str) -> list[EpochSnapshot]:
+        return jobs.snapshots(self.db, job_id)
+
+    def truncate_metrics_after(self, job_id: str, step: int) -> None:
+        with self.transaction() as db:
+            jobs.truncate_metrics_after(db, job_id, step)
+
+    def append_log(self, job_id: str, line: str) -> int:
+        with self.transaction() as db:
+            return jobs.append_log(db, job_id, line)
+
+    def log_lines(self, job_id: str, after_seq: int = 0) -> list[LogLine]:
+        return jobs.log_lines(self.db, job_id, after_seq)

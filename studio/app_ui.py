@@ -1,4 +1,5 @@
-"""The studio's shell: header, language switch, and one tab per place an AI Studio user expects."""
+"""The studio's shell: header, language picker, one tab per place an AI Studio user expects, and
+the events that cross tabs (Tune -> My Library, Tune again -> the form, Open in playground)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio import datasets_tab, library_tab
+from studio import datasets_tab, library_tab, new_model_tab, playground_tab
 from studio.context import StudioContext
+from studio.errors import user_errors
 from studio.i18n import t
 from studio.locale import LANGUAGES, PICK_LANGUAGE_JS
+from training.job_request import JobRequest
 
 STATICS = Path(__file__).resolve().parent.parent / "statics"
 CSS = (STATICS / "style.css").read_text(encoding="utf-8")
@@ -23,16 +26,59 @@ def build_ui(ctx: StudioContext) -> gr.Blocks:
                 gr.Markdown(t("app.tagline"), elem_classes=["tagline"])
             language = gr.Dropdown(LANGUAGES, value=None, label=t("language"), scale=1,
                                    min_width=140, elem_id="language")
-        with gr.Tabs(elem_id="tabs"):
+        with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab(t("tab.data"), id="data", elem_id="tab-data"):
-                data = datasets_tab.build(ctx)
-            with gr.Tab(t("tab.new"), id="new", elem_id="tab-new"):
-                gr.Markdown(t("new.intro"))
-            with gr.Tab(t("tab.library"), id="library", elem_id="tab-library") as library:
-                datasets_grid, refresh = library_tab.build(ctx)
-            with gr.Tab(t("tab.playground"), id="playground", elem_id="tab-playground"):
-                gr.Markdown(t("playground.intro"))
-        library.select(refresh, None, datasets_grid)
+                datasets_tab.build(ctx)
+            with gr.Tab(t("tab.new"), id="new", elem_id="tab-new") as new_tab:
+                form = new_model_tab.build(ctx)
+            with gr.Tab(t("tab.library"), id="library", elem_id="tab-library") as library_tab_:
+                library = library_tab.build(ctx)
+            with gr.Tab(t("tab.playground"), id="playground", elem_id="tab-playground") as play_tab:
+                playground = playground_tab.build(ctx)
         language.input(None, language, None, js=PICK_LANGUAGE_JS)
-    demo.data_widgets = data  # for tests and later tabs
+        _wire_across_tabs(ctx, tabs, new_tab, library_tab_, play_tab, form, library, playground)
     return demo
+
+
+def _wire_across_tabs(ctx, tabs, new_tab, library_tab_, play_tab, form, library, playground):
+    new_tab.select(lambda: new_model_tab.refresh_datasets(ctx), None, form.dataset)
+    library_tab_.select(lambda: library_tab.refresh_datasets(ctx), None, library.datasets)
+    play_tab.select(lambda: playground_tab.refresh_models(ctx), None, playground.model)
+
+    @user_errors
+    def on_tune(name, description, base, dataset_name, version_number, *settings):
+        stored = new_model_tab.dataset_version(ctx, dataset_name, version_number)
+        config = new_model_tab.config_from_values(*settings)
+        job = ctx.runner.submit(JobRequest(name or "", description or "", base or "",
+                                           stored.id, config))
+        message = (f"Started **{job.display_name}** (`{job.id}`): follow it in My Library.")
+        return (message, gr.Tabs(selected="library"), job.id,
+                *library_tab.job_page(ctx, job.id, {}, force=True))
+
+    form.tune_button.click(on_tune, form.request_inputs,
+                           [form.message, tabs, library.selected] + library.page,
+                           concurrency_id="submit", concurrency_limit=1)
+
+    @user_errors
+    def on_tune_again(job_id):
+        if not job_id:
+            raise gr.Error("Choose a tuned model in the table first.")
+        job = ctx.store.get_job(job_id)
+        version = ctx.store.get_dataset_version(job.dataset_version_id)
+        gr.Info("The form holds that model's settings: change what you like, then Tune.")
+        return (gr.Tabs(selected="new"), f"{job.display_name} again"[:40], job.description,
+                job.base_model, gr.Dropdown(choices=new_model_tab.dataset_choices(ctx),
+                                            value=version.name),
+                gr.Dropdown(choices=new_model_tab.version_choices(ctx, version.name),
+                            value=version.version),
+                *new_model_tab.values_from_config(job.config))
+
+    library.tune_again.click(on_tune_again, library.selected, [tabs] + form.request_inputs)
+
+    @user_errors
+    def on_open_playground(job_id):
+        if not job_id:
+            raise gr.Error("Choose a tuned model in the table first.")
+        return gr.Tabs(selected="playground"), playground_tab.refresh_models(ctx, select=job_id)
+
+    library.open_playground.click(on_open_playground, library.selected, [tabs, playground.model])

@@ -6,10 +6,14 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storage.db import Store
 from training import models
 from training.limits import DEFAULT_LIMITS, DatasetLimits
+
+if TYPE_CHECKING:
+    from training.runner import JobRunner
 
 log = logging.getLogger("studio")
 
@@ -18,6 +22,8 @@ log = logging.getLogger("studio")
 class StudioContext:
     data_dir: Path
     store: Store
+    runner: "JobRunner | None" = None
+    """Runs tuning jobs in the background (None in tools that only edit datasets)."""
     limits: DatasetLimits = DEFAULT_LIMITS
     _bundled_ready: threading.Event = field(default_factory=threading.Event, repr=False)
     _bundled_error: list = field(default_factory=list, repr=False)

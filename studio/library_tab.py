@@ -1,33 +1,236 @@
-"""My Library: every saved dataset (and, with the tuning issue, every job and tuned model)."""
+"""My Library: every tuned model and job, and each job's page with its live loss curve.
+
+Everything shown is read from SQLite: a gr.Timer polls once a second and redraws the chart only
+when new points arrived, so a page reload or a second browser tab shows the same live state.
+"""
 
 from __future__ import annotations
 
+import html
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
 import gradio as gr
 
+from studio.charts import loss_figure
 from studio.context import StudioContext
 from studio.errors import user_errors
 from studio.i18n import t
+from training.archive import zip_folder
 
+JOB_HEADERS = ["name", "id", "base model", "state", "progress", "created", "dataset", "epochs",
+               "final loss"]
 DATASET_HEADERS = ["name", "latest version", "examples", "format", "updated"]
+POLL_S = 1.0
+
+
+@dataclass
+class Library:
+    jobs: gr.Dataframe
+    datasets: gr.Dataframe
+    selected: gr.State
+    panel: gr.Group
+    header: gr.Markdown
+    chart: gr.Plot
+    details: gr.Markdown
+    log: gr.Textbox
+    seen: gr.State
+    timer: gr.Timer
+    tune_again: gr.Button
+    open_playground: gr.Button
+
+    @property
+    def page(self) -> list:
+        """What a refresh of the selected job updates, in ``job_page`` order."""
+        return [self.jobs, self.panel, self.header, self.chart, self.details, self.log, self.seen]
+
+
+def _when(stamp: str | None) -> str:
+    return (stamp or "").replace("T", " ")[:16]
+
+
+def _seconds_since(stamp: str | None) -> float:
+    if not stamp:
+        return 0.0
+    started = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return max((datetime.now(timezone.utc) - started).total_seconds(), 0.0)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def progress_text(job) -> str:
+    """'42% · 1m20s left' while running, from the measured pace so far."""
+    if job.state == "queued":
+        return f"queued (#{job.queue_position})" if job.queue_position else "queued"
+    if not job.total_steps:
+        return "starting…" if job.state == "running" else "—"
+    done = min(job.completed_steps, job.total_steps)
+    percent = 100 * done // job.total_steps
+    if job.state != "running" or not done:
+        return f"{percent}%"
+    elapsed = _seconds_since(job.started_at)
+    left = elapsed / done * (job.total_steps - done)
+    return f"{percent}% · {_duration(left)} left"
+
+
+def state_text(job) -> str:
+    label = f"{job.gemini_state} ({job.state})"
+    return label + (", partial model" if job.partial else "")
+
+
+def job_rows(ctx: StudioContext) -> list[list]:
+    rows = []
+    for job in ctx.store.list_jobs():
+        version = ctx.store.get_dataset_version(job.dataset_version_id)
+        loss = f"{job.final_loss:.4f}" if job.final_loss is not None else ""
+        rows.append([job.display_name, job.id, job.base_model, state_text(job), progress_text(job),
+                     _when(job.created_at), f"{version.name} v{version.version}",
+                     job.config.epochs, loss])
+    return rows
 
 
 def dataset_rows(ctx: StudioContext) -> list[list]:
-    return [[d.name, d.latest_version, d.example_count, d.format, d.updated_at]
+    return [[d.name, d.latest_version, d.example_count, d.format, _when(d.updated_at)]
             for d in ctx.store.list_datasets()]
 
 
-def build(ctx: StudioContext):
-    """Returns (datasets grid, refresh function) so other tabs can refresh the list."""
+def job_details(ctx: StudioContext, job) -> str:
+    version = ctx.store.get_dataset_version(job.dataset_version_id)
+    config = job.config.to_dict()
+    settings = "\n".join(f"| {k} | {html.escape(json.dumps(v))} |" for k, v in config.items())
+    snapshots = ctx.store.job_snapshots(job.id)
+    epochs = "\n".join(f"| {s.epoch} | {s.step} | {s.mean_loss:.4f} | {s.compute_time_s:.1f} s |"
+                       for s in snapshots)
+    return (f"**Dataset:** {html.escape(version.name)} version {version.version} "
+            f"({version.example_count} examples) · **Base model:** {html.escape(job.base_model)}\n\n"
+            + (f"{html.escape(job.description)}\n\n" if job.description else "")
+            + "| epoch | step | mean loss | compute time |\n|---|---|---|---|\n" + epochs
+            + "\n\n| setting | value |\n|---|---|\n" + settings)
+
+
+def job_header(job) -> str:
+    lines = [f"### {html.escape(job.display_name)} · `{job.id}`",
+             f"**{state_text(job)}** · {progress_text(job)} · step {job.completed_steps}"
+             f"/{job.total_steps or '?'}"]
+    if job.final_loss is not None:
+        lines[-1] += f" · final loss {job.final_loss:.4f}"
+    if job.error:
+        lines.append(f"\n**Error:** {html.escape(job.error)}")
+    if job.partial:
+        lines.append("\nThis model was cancelled before the end: it is the last checkpoint, a "
+                     "partial model. Use *Tune again* with fewer epochs for a finished one.")
+    return "\n".join(lines)
+
+
+def job_page(ctx: StudioContext, job_id, seen_before: dict, force: bool = False):
+    """Updates for the table and the selected job's page; the chart only when new points
+    (or a new state) arrived since ``seen_before``."""
+    rows = job_rows(ctx)
+    if not job_id:
+        return rows, gr.Group(visible=False), "", gr.skip(), "", "", {}
+    job = ctx.store.get_job(job_id)
+    evals = ctx.store.job_evals(job_id)
+    now = {"job": job_id, "steps": job.completed_steps, "evals": len(evals), "state": job.state}
+    if force or now != seen_before:
+        steps = ctx.store.metrics_after(job_id, 0)
+        figure = gr.Plot(loss_figure(steps, evals, ctx.store.job_snapshots(job_id)))
+        log_text = "\n".join(f"{line.time[11:19]}  {line.line}"
+                             for line in ctx.store.log_lines(job_id))
+        return (rows, gr.Group(visible=True), job_header(job), figure,
+                job_details(ctx, job), log_text, now)
+    return rows, gr.Group(visible=True), job_header(job), gr.skip(), gr.skip(), gr.skip(), now
+
+
+def build(ctx: StudioContext) -> Library:
     gr.Markdown(f"### {t('library.models')}")
-    gr.Markdown(t("library.no_models"))
+    jobs = gr.Dataframe(value=job_rows(ctx) or None, headers=JOB_HEADERS, type="array",
+                        interactive=False, wrap=True, elem_id="library-jobs")
+    selected = gr.State(None)
+    seen = gr.State({})
+    with gr.Group(visible=False, elem_id="job-page") as panel:
+        header = gr.Markdown(elem_id="job-header")
+        chart = gr.Plot(elem_id="job-chart", show_label=False)
+        with gr.Row():
+            cancel = gr.Button(t("library.cancel"), size="sm", variant="stop", elem_id="job-cancel")
+            resume = gr.Button(t("library.resume"), size="sm", elem_id="job-resume")
+            tune_again = gr.Button(t("library.tune_again"), size="sm", elem_id="job-tune-again")
+            open_playground = gr.Button(t("library.open_playground"), size="sm",
+                                        elem_id="job-open-playground")
+            download = gr.Button(t("library.download"), size="sm", elem_id="job-download")
+            delete = gr.Button(t("library.delete"), size="sm", elem_id="job-delete")
+        adapter_file = gr.File(label=t("library.adapter_file"), visible=False, elem_id="job-file")
+        with gr.Accordion(t("library.details"), open=False):
+            details = gr.Markdown(elem_id="job-details")
+        log = gr.Textbox(label=t("library.log"), lines=8, max_lines=8, autoscroll=True,
+                         interactive=False, elem_id="job-log")
     gr.Markdown(f"### {t('library.datasets')}")
     datasets = gr.Dataframe(value=dataset_rows(ctx) or None, headers=DATASET_HEADERS,
                             type="array", interactive=False, elem_id="library-datasets")
-    refresh = gr.Button(t("library.refresh"), size="sm", elem_id="library-refresh")
+    timer = gr.Timer(POLL_S, active=True)
+    library = Library(jobs, datasets, selected, panel, header, chart, details, log, seen, timer,
+                      tune_again, open_playground)
 
     @user_errors
-    def on_refresh():
-        return dataset_rows(ctx)
+    def on_tick(job_id, seen_before):
+        return job_page(ctx, job_id, seen_before or {})
 
-    refresh.click(on_refresh, None, datasets)
-    return datasets, on_refresh
+    timer.tick(on_tick, [selected, seen], library.page, show_progress="hidden")
+
+    @user_errors
+    def on_select(evt: gr.SelectData, rows):
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else int(evt.index)
+        job_id = rows[row][1] if rows and row < len(rows) else None
+        return (job_id, *job_page(ctx, job_id, {}, force=True))
+
+    jobs.select(on_select, [jobs], [selected] + library.page)
+
+    def action(fn):
+        @user_errors
+        def handler(job_id, seen_before):
+            if not job_id:
+                raise gr.Error("Choose a tuned model in the table first.")
+            next_id = fn(job_id)
+            next_id = job_id if next_id is None else next_id or None
+            return (next_id, *job_page(ctx, next_id, {}, force=True))
+        return handler
+
+    def do_cancel(job_id):
+        ctx.runner.cancel(job_id)
+
+    def do_resume(job_id):
+        ctx.runner.resume(job_id)
+
+    def do_delete(job_id):
+        ctx.runner.delete(job_id)
+        gr.Info(f"Deleted {job_id}.")
+        return ""
+
+    for button, fn in ((cancel, do_cancel), (resume, do_resume), (delete, do_delete)):
+        button.click(action(fn), [selected, seen], [selected] + library.page)
+
+    @user_errors
+    def on_download(job_id):
+        if not job_id:
+            raise gr.Error("Choose a tuned model in the table first.")
+        job = ctx.store.get_job(job_id)
+        adapter = job.path(ctx.data_dir, job.result_dir)
+        if adapter is None or not adapter.is_dir():
+            raise gr.Error(f"{job_id} has no adapter yet: wait until it is ACTIVE (or cancelled "
+                           "after its first epoch).")
+        target = ctx.data_dir / "exports" / f"{job_id}-adapter.zip"
+        return gr.File(value=str(zip_folder(adapter, target, f"{job_id}-adapter")), visible=True)
+
+    download.click(on_download, selected, adapter_file)
+    return library
+
+
+def refresh_datasets(ctx: StudioContext):
+    return dataset_rows(ctx)

@@ -23,3 +23,7 @@ class ModelError(StudioError):
 
 class NotFoundError(StudioError):
     """A stored object (dataset, version, model) does not exist."""
+
+
+class TrainingError(StudioError):
+    """Training cannot go on as set up (out of memory, an unusable checkpoint, no examples)."""

@@ -1,0 +1,388 @@
+"""Tuning jobs (one row per job; the tuned model is the job's result) and their progress rows.
+
+Each function takes this thread's ``Database``; ``storage.db.Store`` supplies it and wraps writes
+in a BEGIN IMMEDIATE transaction. Training writes one metrics row per step, so the progress
+writers are one short statement pair each. Paths are stored relative to the data folder.
+
+    jobs            id (the tuned-model id), names, base model, dataset version, config, state,
+                    queue order, timestamps, step counts, last checkpoint, error, partial, result
+    job_metrics     one row per optimizer step        (job_id, step)
+    job_evals       one row per evaluation            (job_id, step)
+    job_snapshots   one row per finished epoch        (job_id, epoch)
+    job_log         the job's log lines               (job_id, seq)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Collection
+
+from sqlite_utils import Database
+
+from storage import datasets
+from storage.datasets import DatasetVersion
+from storage.files import inside
+from storage.timestamps import utc_now
+from training.config import TuningConfig
+from training.errors import NotFoundError, StudioError
+from training.jobs import (
+    ACTIVE_STATES, FINAL_STATES, JobEvent, JobState, gemini_state, transition, tuned_model_id,
+)
+from training.progress import EpochSnapshot, EvalMetrics, StepMetrics
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    """The tuned-model id, e.g. ``support-tickets-2``."""
+    display_name: str
+    description: str
+    base_model: str
+    """The base model as the user chose it (bundled id, folder or hub id)."""
+    dataset_version_id: int
+    eval_dataset_version_id: int | None
+    config: TuningConfig
+    state: JobState
+    queue_order: int
+    """Queued jobs run in increasing order."""
+    queue_position: int | None
+    """1 for the next queued job to run; None when not queued."""
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    finished_at: str | None
+    total_steps: int
+    completed_steps: int
+    steps_per_epoch: int
+    checkpoint_epoch: int | None
+    checkpoint_step: int | None
+    checkpoint_dir: str | None
+    """The last complete checkpoint, relative to the data folder (a resume starts from it)."""
+    error: str
+    """Why the job failed, as shown to the user; empty otherwise."""
+    partial: bool
+    """The result is the last checkpoint of a cancelled job (an unfinished model)."""
+    result_dir: str | None
+    """The adapter the tuned model uses, relative to the data folder."""
+    final_loss: float | None
+    owner: str
+    """``pid@host`` of the process that runs or last ran the job."""
+
+    @property
+    def gemini_state(self) -> str:
+        return gemini_state(self.state)
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def path(self, data_dir: Path, relpath: str | None) -> Path | None:
+        return inside(data_dir, relpath) if relpath else None
+
+
+@dataclass(frozen=True)
+class LogLine:
+    seq: int
+    time: str
+    line: str
+
+
+# Applied by migration 003 in storage/db.py. Never edit it: append a migration there instead.
+SCHEMA_003 = """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 40),
+        display_name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        base_model TEXT NOT NULL,
+        dataset_version_id INTEGER NOT NULL REFERENCES dataset_versions(id),
+        eval_dataset_version_id INTEGER REFERENCES dataset_versions(id),
+        config_json TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'cancelling', 'cancelled',
+                                             'succeeded', 'failed', 'interrupted')),
+        queue_order INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        total_steps INTEGER NOT NULL DEFAULT 0,
+        completed_steps INTEGER NOT NULL DEFAULT 0,
+        steps_per_epoch INTEGER NOT NULL DEFAULT 0,
+        checkpoint_epoch INTEGER,
+        checkpoint_step INTEGER,
+        checkpoint_dir TEXT,
+        error TEXT NOT NULL DEFAULT '',
+        partial INTEGER NOT NULL DEFAULT 0 CHECK (partial IN (0, 1)),
+        result_dir TEXT,
+        final_loss REAL,
+        owner TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX jobs_queue ON jobs(state, queue_order);
+    CREATE INDEX jobs_dataset_version ON jobs(dataset_version_id);
+    CREATE TABLE job_metrics (
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        step INTEGER NOT NULL,
+        epoch REAL NOT NULL,
+        loss REAL NOT NULL,
+        token_accuracy REAL NOT NULL,
+        num_predictions INTEGER NOT NULL,
+        learning_rate REAL NOT NULL,
+        tokens INTEGER NOT NULL DEFAULT 0,
+        step_time_s REAL NOT NULL DEFAULT 0,
+        PRIMARY KEY (job_id, step)
+    ) WITHOUT ROWID;
+    CREATE TABLE job_evals (
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        step INTEGER NOT NULL,
+        epoch REAL NOT NULL,
+        eval_loss REAL NOT NULL,
+        eval_token_accuracy REAL NOT NULL,
+        eval_num_predictions INTEGER NOT NULL,
+        PRIMARY KEY (job_id, step)
+    ) WITHOUT ROWID;
+    CREATE TABLE job_snapshots (
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        epoch INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        mean_loss REAL NOT NULL,
+        compute_time_s REAL NOT NULL,
+        PRIMARY KEY (job_id, epoch)
+    ) WITHOUT ROWID;
+    CREATE TABLE job_log (
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        time TEXT NOT NULL,
+        line TEXT NOT NULL,
+        PRIMARY KEY (job_id, seq)
+    ) WITHOUT ROWID;
+"""
+
+UPDATABLE = frozenset({
+    "total_steps", "completed_steps", "steps_per_epoch", "error", "partial", "result_dir",
+    "final_loss", "owner", "queue_order", "checkpoint_epoch", "checkpoint_step", "checkpoint_dir",
+})
+"""Columns ``update_job`` and ``change_state`` may set besides the state and timestamps."""
+
+_SELECT = """
+    SELECT j.*, CASE WHEN j.state = 'queued' THEN (
+        SELECT count(*) FROM jobs q WHERE q.state = 'queued' AND q.queue_order <= j.queue_order
+    ) END AS queue_position
+    FROM jobs j
+"""
+
+
+def _job(row: dict) -> Job:
+    row = dict(row)
+    row["config"] = TuningConfig.from_dict(json.loads(row.pop("config_json")))
+    row["partial"] = bool(row["partial"])
+    return Job(**row)
+
+
+# ---- jobs -------------------------------------------------------------------------------------
+
+def create_job(
+    db: Database,
+    *,
+    display_name: str,
+    description: str,
+    base_model: str,
+    dataset_version_id: int,
+    config: TuningConfig,
+    eval_dataset_version_id: int | None = None,
+) -> Job:
+    """A new queued job at the back of the queue, its id derived from the display name and
+    unique. Call inside a BEGIN IMMEDIATE transaction (reads the taken ids, then writes)."""
+    taken = {row[0] for row in db.execute("SELECT id FROM jobs")}
+    job_id = tuned_model_id(display_name, taken)
+    now = utc_now()
+    db["jobs"].insert({
+        "id": job_id,
+        "display_name": display_name.strip(),
+        "description": description.strip(),
+        "base_model": base_model,
+        "dataset_version_id": dataset_version_id,
+        "eval_dataset_version_id": eval_dataset_version_id,
+        "config_json": json.dumps(config.to_dict()),
+        "state": "queued",
+        "queue_order": back_of_queue(db),
+        "created_at": now,
+        "updated_at": now,
+    })
+    return get_job(db, job_id)
+
+
+def get_job(db: Database, job_id: str) -> Job:
+    rows = list(db.query(_SELECT + " WHERE j.id = ?", [job_id]))
+    if not rows:
+        raise NotFoundError(
+            f"There is no tuned model '{job_id}': it may have been deleted; choose one from "
+            "My Library."
+        )
+    return _job(rows[0])
+
+
+def list_jobs(db: Database) -> list[Job]:
+    """Every job, the newest first."""
+    return [_job(row) for row in db.query(_SELECT + " ORDER BY j.created_at DESC, j.rowid DESC")]
+
+
+def next_queued_job(db: Database, among: Collection[str] | None = None) -> Job | None:
+    """The queued job to run next (first in, first out; resumed jobs go ahead); only jobs whose
+    id is in ``among`` when given."""
+    where, params = "j.state = 'queued'", []
+    if among is not None:
+        where += f" AND j.id IN ({', '.join('?' * len(among))})"
+        params = list(among)
+    rows = list(db.query(_SELECT + f" WHERE {where} ORDER BY j.queue_order LIMIT 1", params))
+    return _job(rows[0]) if rows else None
+
+
+def jobs_in_states(db: Database, states: tuple[JobState, ...]) -> list[Job]:
+    """Jobs in any of ``states``, in queue order."""
+    marks = ", ".join("?" * len(states))
+    rows = db.query(_SELECT + f" WHERE j.state IN ({marks}) ORDER BY j.queue_order", states)
+    return [_job(row) for row in rows]
+
+
+def back_of_queue(db: Database) -> int:
+    (last,) = db.execute("SELECT coalesce(max(queue_order), 0) FROM jobs").fetchone()
+    return last + 1
+
+
+def front_of_queue(db: Database) -> int:
+    (first,) = db.execute(
+        "SELECT coalesce(min(queue_order), 1) FROM jobs WHERE state = 'queued'"
+    ).fetchone()
+    return first - 1
+
+
+def change_state(db: Database, job_id: str, event: JobEvent, **fields) -> Job:
+    """Apply ``event`` to the job's current state (IllegalTransition when not allowed) and set
+    ``fields`` with it. Call inside a BEGIN IMMEDIATE transaction: it reads, then decides."""
+    job = get_job(db, job_id)
+    state = transition(job.state, event)
+    now = utc_now()
+    values = {"state": state, "updated_at": now, **_checked(fields)}
+    if state == "running":
+        values["started_at"] = job.started_at or now
+        values["error"] = ""
+    if state in FINAL_STATES:
+        values["finished_at"] = now
+    if state == "queued":
+        values["finished_at"] = None
+    db["jobs"].update(job_id, values)
+    return get_job(db, job_id)
+
+
+def update_job(db: Database, job_id: str, **fields) -> None:
+    db["jobs"].update(job_id, {**_checked(fields), "updated_at": utc_now()})
+
+
+def _checked(fields: dict) -> dict:
+    unknown = set(fields) - UPDATABLE
+    if unknown:
+        raise ValueError(f"jobs columns that cannot be set this way: {sorted(unknown)}")
+    return {k: int(v) if k == "partial" else v for k, v in fields.items()}
+
+
+def delete_job(db: Database, job_id: str) -> None:
+    """Remove the job and its progress rows (not its files). Refused while it is training."""
+    job = get_job(db, job_id)
+    if job.state in ACTIVE_STATES:
+        raise StudioError(
+            f"The tuned model '{job_id}' is still training: cancel it first, then delete it."
+        )
+    db.execute("DELETE FROM jobs WHERE id = ?", [job_id])  # progress rows: ON DELETE CASCADE
+
+
+def dataset_version(db: Database, version_id: int) -> DatasetVersion:
+    """A dataset version (with its examples) by its version id."""
+    row = db.execute(
+        "SELECT dataset_id, version FROM dataset_versions WHERE id = ?", [version_id]
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(
+            f"Dataset version {version_id} does not exist: choose a saved dataset version."
+        )
+    return datasets.get_version(db, row[0], row[1])
+
+
+# ---- progress ---------------------------------------------------------------------------------
+
+def record_step(db: Database, job_id: str, m: StepMetrics) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO job_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [job_id, m.step, m.epoch, m.loss, m.token_accuracy, m.num_predictions, m.learning_rate,
+         m.tokens, m.step_time_s],
+    )
+    db.execute("UPDATE jobs SET completed_steps = ?, updated_at = ? WHERE id = ?",
+               [m.step, utc_now(), job_id])
+
+
+def record_eval(db: Database, job_id: str, m: EvalMetrics) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO job_evals VALUES (?, ?, ?, ?, ?, ?)",
+        [job_id, m.step, m.epoch, m.eval_loss, m.eval_token_accuracy, m.eval_num_predictions],
+    )
+
+
+def record_snapshot(db: Database, job_id: str, s: EpochSnapshot) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO job_snapshots VALUES (?, ?, ?, ?, ?)",
+        [job_id, s.epoch, s.step, s.mean_loss, s.compute_time_s],
+    )
+
+
+def metrics_after(db: Database, job_id: str, step: int = 0) -> list[StepMetrics]:
+    """Step rows with a step number above ``step``, in step order (for incremental charts)."""
+    rows = db.query(
+        "SELECT step, epoch, loss, token_accuracy, num_predictions, learning_rate, tokens,"
+        " step_time_s FROM job_metrics WHERE job_id = ? AND step > ? ORDER BY step",
+        [job_id, step],
+    )
+    return [StepMetrics(**row) for row in rows]
+
+
+def evals(db: Database, job_id: str) -> list[EvalMetrics]:
+    rows = db.query(
+        "SELECT step, epoch, eval_loss, eval_token_accuracy, eval_num_predictions"
+        " FROM job_evals WHERE job_id = ? ORDER BY step",
+        [job_id],
+    )
+    return [EvalMetrics(**row) for row in rows]
+
+
+def snapshots(db: Database, job_id: str) -> list[EpochSnapshot]:
+    rows = db.query(
+        "SELECT epoch, step, mean_loss, compute_time_s FROM job_snapshots WHERE job_id = ?"
+        " ORDER BY epoch",
+        [job_id],
+    )
+    return [EpochSnapshot(**row) for row in rows]
+
+
+def truncate_metrics_after(db: Database, job_id: str, step: int) -> None:
+    """Drop the progress rows after ``step`` (a resume re-runs those steps from the checkpoint
+    at ``step``, so the curve stays one continuous line) and set the step count back."""
+    for table in ("job_metrics", "job_evals", "job_snapshots"):
+        db.execute(f"DELETE FROM {table} WHERE job_id = ? AND step > ?", [job_id, step])
+    update_job(db, job_id, completed_steps=step)
+
+
+def append_log(db: Database, job_id: str, line: str) -> int:
+    """Add a line to the job's log; returns its sequence number (1, 2, ...). Call inside a
+    BEGIN IMMEDIATE transaction (reads the last number, then writes)."""
+    (last,) = db.execute(
+        "SELECT coalesce(max(seq), 0) FROM job_log WHERE job_id = ?", [job_id]
+    ).fetchone()
+    db.execute("INSERT INTO job_log VALUES (?, ?, ?, ?)", [job_id, last + 1, utc_now(), line])
+    return last + 1
+
+
+def log_lines(db: Database, job_id: str, after_seq: int = 0) -> list[LogLine]:
+    rows = db.query(
+        "SELECT seq, time, line FROM job_log WHERE job_id = ? AND seq > ? ORDER BY seq",
+        [job_id, after_seq],
+    )
+    return [LogLine(**row) for row in rows]

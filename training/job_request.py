@@ -1,0 +1,84 @@
+"""What a new tuning job asks for, and the checks made before it is queued.
+
+``check_request`` raises a StudioError naming the first problem: a dataset version that does not
+exist or has errors in its validation report, unusable settings, an evaluation set of the wrong
+size, a base model that cannot be found. It reads the store but writes nothing, and it does not
+load a tokenizer or a model, so submitting returns at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from storage.db import Store
+from training import models
+from training.config import TuningConfig
+from training.errors import DatasetError
+from training.jobs import check_display_name
+from training.limits import DatasetLimits
+from training.report import Report
+from training.validation import validate
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    display_name: str
+    description: str
+    base_model: str
+    dataset_version_id: int
+    config: TuningConfig = TuningConfig()
+    eval_dataset_version_id: int | None = None
+    """A separate evaluation dataset (10-250 rows) instead of rows split off the training set."""
+
+
+def check_request(store: Store, data_dir: Path, request: JobRequest, limits: DatasetLimits) -> None:
+    """Raise a StudioError naming what would stop ``request`` from training."""
+    check_display_name(request.display_name)
+    version = store.get_dataset_version(request.dataset_version_id)
+    _check_dataset(version, validate(version.dataset, limits), "dataset")
+    examples = len(version.dataset.examples)
+    eval_id, eval_rows = request.eval_dataset_version_id, request.config.eval_rows
+    if eval_id is not None:
+        if eval_rows:
+            raise DatasetError("Choose either evaluation rows or an evaluation dataset, not "
+                               "both: set evaluation rows to 0 or clear the evaluation dataset.")
+        _check_eval_dataset(store, eval_id, limits)
+    request.config.check(has_eval_set=eval_id is not None or eval_rows > 0)
+    if eval_rows and examples - eval_rows < limits.min_examples:
+        raise DatasetError(
+            f"Evaluation rows is {eval_rows} but the dataset has {examples} examples: at "
+            f"least {limits.min_examples} must remain for training. Lower evaluation "
+            "rows or add examples.")
+    check_base_model(request.base_model, data_dir)
+
+
+def check_base_model(name: str, data_dir: Path) -> None:
+    """ModelError when the base model cannot be found; the bundled model is not prepared here
+    (that takes 20 s: the job does it when it starts)."""
+    if name.strip() == models.BUNDLED_MODEL:
+        if not (models.models_dir(data_dir) / models.BUNDLED_MODEL).is_dir():
+            models.bundled_gguf_path()  # raises with the install command when missing
+        return
+    models.resolve_model(name, data_dir)
+
+
+def _check_eval_dataset(store: Store, version_id: int, limits: DatasetLimits) -> None:
+    version = store.get_dataset_version(version_id)
+    count, low, high = len(version.dataset.examples), limits.min_eval_examples, limits.max_eval_examples
+    if not low <= count <= high:
+        raise DatasetError(
+            f"The evaluation dataset '{version.name}' version {version.version} has {count} "
+            f"examples: use one with {low} to {high}.")
+    _check_dataset(version, validate(version.dataset, replace(limits, min_examples=0)),
+                   "evaluation dataset")
+
+
+def _check_dataset(version, report: Report, what: str) -> None:
+    if report.ok:
+        return
+    errors = report.errors
+    raise DatasetError(
+        f"The {what} '{version.name}' version {version.version} has {len(errors)} "
+        f"error{'' if len(errors) == 1 else 's'}: fix {'it' if len(errors) == 1 else 'them'} in "
+        f"the editor and save a new version. First: {errors[0].message}")
