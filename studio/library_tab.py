@@ -152,7 +152,8 @@ def job_page(ctx: StudioContext, job_id, seen_before: dict, force: bool = False)
 def build(ctx: StudioContext) -> Library:
     gr.Markdown(f"### {t('library.models')}")
     jobs = gr.Dataframe(value=job_rows(ctx) or None, headers=JOB_HEADERS, type="array",
-                        interactive=False, wrap=True, elem_id="library-jobs")
+                        interactive=False, elem_id="library-jobs",
+                        column_widths=["14%", "12%", "14%", "14%", "12%", "11%", "10%", "6%", "7%"])
     selected = gr.State(None)
     seen = gr.State({})
     with gr.Group(visible=False, elem_id="job-page") as panel:

@@ -134,7 +134,7 @@ class _Run:
             for indices in plan:
                 if should_stop():
                     return self.finish("stopped")
-                metrics = self.step(indices, epoch)
+                metrics = self.step(indices)
                 compute_s += metrics.step_time_s
                 self.sink.on_step(metrics)
                 if s.evals is not None and p.step % config.eval_interval_steps == 0:
@@ -153,7 +153,7 @@ class _Run:
                 return self.finish("early_stopped")
         return self.finish("completed")
 
-    def step(self, indices: list[int], epoch: int) -> StepMetrics:
+    def step(self, indices: list[int]) -> StepMetrics:
         import torch
 
         s, p = self.s, self.p
@@ -269,7 +269,7 @@ def train(*, base_model: ModelRef, train_set: Dataset, eval_set: Dataset | None,
     sink.on_start(setup.total_steps, setup.steps_per_epoch, run.p.step + 1)
     if resume_from is not None:
         sink.log(f"Resumed from epoch {run.p.epoch} checkpoint (step {run.p.step}).")
-    sink.log(f"Training on {len(setup.train)} examples with {setup.device} in {setup.precision}: "
+    sink.log(f"Training {len(setup.train)} examples on {setup.device} ({setup.precision}): "
              f"{setup.steps_per_epoch} steps per epoch, {setup.total_steps} steps in all.")
     return run.run(should_stop)
 
@@ -289,10 +289,10 @@ def estimate(*, base_model: ModelRef, train_set: Dataset, config: TuningConfig,
     order = sorted(range(len(plan)), key=lambda k: padded[k])
     upper = int(0.75 * (len(order) - 1))
     chosen = [order[min(upper + k, len(order) - 1)] for k in range(max(1, calibration_steps))]
-    run.step([min(range(len(run.lengths)), key=run.lengths.__getitem__)], 1)  # allocations, kernels
+    run.step([min(range(len(run.lengths)), key=run.lengths.__getitem__)])  # allocations, kernels
     seconds, tokens = 0.0, 0
     for k in chosen:
-        seconds += run.step(plan[k], 1).step_time_s
+        seconds += run.step(plan[k]).step_time_s
         tokens += padded[k]
         if seconds >= CALIBRATION_BUDGET_S:
             break
