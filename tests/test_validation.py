@@ -133,11 +133,12 @@ def test_token_counts_use_the_training_rendering(word_tokenizer):
 @pytest.mark.parametrize("limits, expected", [
     (DatasetLimits(1, 1, max_output_tokens=3), ("Row 1: output is 4 tokens; tokens after 3 will "
      "be cut off in training. Shorten it or raise the limit.", "output")),
-    (DatasetLimits(1, 1, max_input_tokens=5), ("Row 1: the prompt is 6 tokens; tokens after 5 "
-     "will be cut off in training. Shorten the input or raise the limit.", None)),
+    (DatasetLimits(1, 1, max_input_tokens=5), ("Row 1: the prompt is 6 tokens; only its last 5 "
+     "will be kept in training (the start is cut off). Shorten the input or raise the limit.",
+     None)),
     (DatasetLimits(1, 1, max_input_tokens=5, max_output_tokens=3), ("Row 1: the prompt is 6 "
-     "tokens and output is 4 tokens; tokens after 5 and 3 will be cut off in training. Shorten "
-     "them or raise the limits.", "output")),
+     "tokens and output is 4 tokens; only the prompt's last 5 and the output's first 3 will be "
+     "kept in training. Shorten them or raise the limits.", "output")),
 ])
 def test_rows_over_the_token_limits_will_truncate(word_tokenizer, limits, expected):
     report = validate(Dataset.from_rows(ONE, [["a b", "c d e"]]), limits, word_tokenizer)

@@ -268,11 +268,11 @@ def _truncation_problems(counts: list[tuple[int, int]], places: list[_Place],
         over_in, over_out = input_tokens > max_in, output_tokens > max_out
         if over_in and over_out:
             text = (f"the prompt is {input_tokens:,} tokens and output is {output_tokens:,} "
-                    f"tokens; tokens after {max_in:,} and {max_out:,} will be cut off in "
-                    "training. Shorten them or raise the limits.")
+                    f"tokens; only the prompt's last {max_in:,} and the output's first "
+                    f"{max_out:,} will be kept in training. Shorten them or raise the limits.")
         elif over_in:
-            text = (f"the prompt is {input_tokens:,} tokens; tokens after {max_in:,} will be cut "
-                    "off in training. Shorten the input or raise the limit.")
+            text = (f"the prompt is {input_tokens:,} tokens; only its last {max_in:,} will be kept "
+                    "in training (the start is cut off). Shorten the input or raise the limit.")
         elif over_out:
             text = (f"output is {output_tokens:,} tokens; tokens after {max_out:,} will be cut "
                     "off in training. Shorten it or raise the limit.")
