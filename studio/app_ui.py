@@ -37,20 +37,45 @@ def build_ui(ctx: StudioContext) -> gr.Blocks:
                 playground = playground_tab.build(ctx)
         language.input(None, language, None, js=PICK_LANGUAGE_JS)
         _wire_across_tabs(ctx, tabs, new_tab, library_tab_, play_tab, form, library, playground)
+        _keep_job_in_address(ctx, demo, tabs, library)
     return demo
 
 
+# The selected job lives in the address (?job=<id>), so a reload or a shared link reopens it.
+_JOB_TO_ADDRESS_JS = """(job) => {
+    const url = new URL(location.href);
+    if (job) url.searchParams.set('job', job); else url.searchParams.delete('job');
+    history.replaceState(null, '', url);
+}"""
+
+
+def _keep_job_in_address(ctx, demo, tabs, library):
+    library.address.change(None, library.address, None, js=_JOB_TO_ADDRESS_JS)
+
+    @user_errors
+    def on_load(request: gr.Request):
+        job_id = request.query_params.get("job") if request else None
+        if not job_id:
+            return gr.skip()  # a deleted job's link gets the store's "no tuned model" message
+        return (gr.Tabs(selected="library"), job_id,
+                *library_tab.job_page(ctx, job_id, {}, force=True))
+
+    demo.load(on_load, None, [tabs, library.selected] + library.page)
+
+
 def _wire_across_tabs(ctx, tabs, new_tab, library_tab_, play_tab, form, library, playground):
-    new_tab.select(lambda: new_model_tab.refresh_datasets(ctx), None, form.dataset)
+    new_tab.select(lambda: new_model_tab.refresh_datasets(ctx), None,
+                   [form.dataset, form.eval_dataset])
     library_tab_.select(lambda: library_tab.refresh_datasets(ctx), None, library.datasets)
     play_tab.select(lambda: playground_tab.refresh_models(ctx), None, playground.model)
 
     @user_errors
-    def on_tune(name, description, base, dataset_name, version_number, *settings):
+    def on_tune(name, description, base, dataset_name, version_number, eval_name, *settings):
         stored = new_model_tab.dataset_version(ctx, dataset_name, version_number)
         config = new_model_tab.config_from_values(*settings)
+        eval_id = ctx.store.get_version(eval_name).id if eval_name else None
         job = ctx.runner.submit(JobRequest(name or "", description or "", base or "",
-                                           stored.id, config))
+                                           stored.id, config, eval_id))
         message = (f"Started **{job.display_name}** (`{job.id}`): follow it in My Library.")
         return (message, gr.Tabs(selected="library"), job.id,
                 *library_tab.job_page(ctx, job.id, {}, force=True))
@@ -65,12 +90,15 @@ def _wire_across_tabs(ctx, tabs, new_tab, library_tab_, play_tab, form, library,
             raise gr.Error("Choose a tuned model in the table first.")
         job = ctx.store.get_job(job_id)
         version = ctx.store.get_dataset_version(job.dataset_version_id)
+        eval_name = (ctx.store.get_dataset_version(job.eval_dataset_version_id).name
+                     if job.eval_dataset_version_id else None)
         gr.Info("The form holds that model's settings: change what you like, then Tune.")
         return (gr.Tabs(selected="new"), f"{job.display_name} again"[:40], job.description,
                 job.base_model, gr.Dropdown(choices=new_model_tab.dataset_choices(ctx),
                                             value=version.name),
                 gr.Dropdown(choices=new_model_tab.version_choices(ctx, version.name),
                             value=version.version),
+                gr.Dropdown(choices=new_model_tab.dataset_choices(ctx), value=eval_name),
                 *new_model_tab.values_from_config(job.config))
 
     library.tune_again.click(on_tune_again, library.selected, [tabs] + form.request_inputs)

@@ -95,6 +95,8 @@ EN = {
     "library.details": "Hyperparameters, dataset and epochs",
     "library.log": "Log",
     "playground.model": "Model",
+    "new.eval_dataset": "Evaluation dataset",
+    "new.eval_dataset_info": "Instead of evaluation rows: a saved dataset of 10–250 examples (its latest version).",
 }
 
 ZH = {
@@ -186,6 +188,8 @@ ZH = {
     "library.details": "超参数、数据集和周期",
     "library.log": "日志",
     "playground.model": "模型",
+    "new.eval_dataset": "评估数据集",
+    "new.eval_dataset_info": "代替评估行数：一个包含 10–250 个示例的已保存数据集（使用其最新版本）。",
 }
 
 FR = {
@@ -277,6 +281,8 @@ FR = {
     "library.details": "Hyperparamètres, jeu de données et époques",
     "library.log": "Journal",
     "playground.model": "Modèle",
+    "new.eval_dataset": "Jeu d'évaluation",
+    "new.eval_dataset_info": "Au lieu des lignes d'évaluation : un jeu enregistré de 10 à 250 exemples (sa dernière version).",
 }
 
 I18N = gr.I18n(en=EN, **{"zh-CN": ZH}, fr=FR)

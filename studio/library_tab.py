@@ -39,11 +39,14 @@ class Library:
     timer: gr.Timer
     tune_again: gr.Button
     open_playground: gr.Button
+    address: gr.Textbox
+    """The selected job's id, hidden: the browser copies it into the address (?job=<id>)."""
 
     @property
     def page(self) -> list:
         """What a refresh of the selected job updates, in ``job_page`` order."""
-        return [self.jobs, self.panel, self.header, self.chart, self.details, self.log, self.seen]
+        return [self.jobs, self.panel, self.header, self.chart, self.details, self.log, self.seen,
+                self.address]
 
 
 def _when(stamp: str | None) -> str:
@@ -135,7 +138,7 @@ def job_page(ctx: StudioContext, job_id, seen_before: dict, force: bool = False)
     (or a new state) arrived since ``seen_before``."""
     rows = job_rows(ctx)
     if not job_id:
-        return rows, gr.Group(visible=False), "", gr.skip(), "", "", {}
+        return rows, gr.Group(visible=False), "", gr.skip(), "", "", {}, ""
     job = ctx.store.get_job(job_id)
     evals = ctx.store.job_evals(job_id)
     now = {"job": job_id, "steps": job.completed_steps, "evals": len(evals), "state": job.state}
@@ -145,8 +148,9 @@ def job_page(ctx: StudioContext, job_id, seen_before: dict, force: bool = False)
         log_text = "\n".join(f"{line.time[11:19]}  {line.line}"
                              for line in ctx.store.log_lines(job_id))
         return (rows, gr.Group(visible=True), job_header(job), figure,
-                job_details(ctx, job), log_text, now)
-    return rows, gr.Group(visible=True), job_header(job), gr.skip(), gr.skip(), gr.skip(), now
+                job_details(ctx, job), log_text, now, job_id)
+    return (rows, gr.Group(visible=True), job_header(job), gr.skip(), gr.skip(), gr.skip(), now,
+            gr.skip())
 
 
 def build(ctx: StudioContext) -> Library:
@@ -176,8 +180,9 @@ def build(ctx: StudioContext) -> Library:
     datasets = gr.Dataframe(value=dataset_rows(ctx) or None, headers=DATASET_HEADERS,
                             type="array", interactive=False, elem_id="library-datasets")
     timer = gr.Timer(POLL_S, active=True)
+    address = gr.Textbox(visible=False, elem_id="job-address")
     library = Library(jobs, datasets, selected, panel, header, chart, details, log, seen, timer,
-                      tune_again, open_playground)
+                      tune_again, open_playground, address)
 
     @user_errors
     def on_tick(job_id, seen_before):

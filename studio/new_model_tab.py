@@ -23,6 +23,7 @@ class Form:
     base_model: gr.Dropdown
     dataset: gr.Dropdown
     version: gr.Dropdown
+    eval_dataset: gr.Dropdown
     epochs: gr.Number
     batch_size: gr.Number
     learning_rate: gr.Number
@@ -57,7 +58,7 @@ class Form:
     @property
     def request_inputs(self) -> list:
         return [self.display_name, self.description, self.base_model, self.dataset,
-                self.version] + self.settings
+                self.version, self.eval_dataset] + self.settings
 
 
 def config_from_values(epochs, batch_size, learning_rate, multiplier, rank, alpha, dropout,
@@ -159,13 +160,15 @@ def build(ctx: StudioContext) -> Form:
             patience = gr.Number(DEFAULTS.early_stopping_patience, label=t("new.patience"),
                                  precision=0, minimum=1)
             best = gr.Checkbox(DEFAULTS.select_best_checkpoint, label=t("new.best_checkpoint"))
+        eval_dataset = gr.Dropdown(names, value=None, label=t("new.eval_dataset"),
+                                   info=t("new.eval_dataset_info"), elem_id="new-eval-dataset")
     with gr.Row():
         estimate_button = gr.Button(t("new.estimate"), elem_id="new-estimate")
         tune_button = gr.Button(t("new.tune"), variant="primary", elem_id="new-tune")
     estimate = gr.Markdown(elem_id="new-estimate-text")
     message = gr.Markdown(elem_id="new-message")
 
-    form = Form(display_name, description, base_model, dataset, version, epochs, batch_size,
+    form = Form(display_name, description, base_model, dataset, version, eval_dataset, epochs, batch_size,
                 learning_rate, multiplier, rank, alpha, dropout, modules, max_input, max_output,
                 eval_rows, eval_interval, early, patience, best, seed, precision,
                 estimate_button, estimate, tune_button, message)
@@ -199,8 +202,9 @@ def describe_estimate(estimate) -> str:
 
 
 def refresh_datasets(ctx: StudioContext):
-    """A dataset-dropdown update with the current list (after a save in the datasets tab)."""
-    return gr.Dropdown(choices=dataset_choices(ctx))
+    """Dataset-dropdown updates (training set, evaluation set) with the current list."""
+    choices = dataset_choices(ctx)
+    return gr.Dropdown(choices=choices), gr.Dropdown(choices=choices)
 
 
 def dataset_version(ctx: StudioContext, name, version_number):

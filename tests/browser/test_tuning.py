@@ -53,6 +53,11 @@ def test_tune_watch_the_curve_and_see_it_ready_then_cancel_another(page, browser
     expect(page.locator("#library-jobs")).to_contain_text("ACTIVE (succeeded)")
     expect(page.locator("#job-log textarea")).to_have_value(re.compile("Finished at step 38"))
 
+    # A reload reopens the same job page: the selected job is kept in the address.
+    page.reload()
+    expect(page.locator("#job-header")).to_contain_text("ACTIVE (succeeded)")
+    page.wait_for_function(f"({POINTS_ON_CHART})() == 38")
+
     # A second, long job: cancel it while it trains.
     fill_new_model(page, "Long run", str(tiny_model_dir), "tickets", epochs=200)
     page.locator("#new-tune").click()
