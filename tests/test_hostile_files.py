@@ -1,8 +1,7 @@
-"""Hostile and broken files are refused with a clear message, quickly, before they cost much."""
+"""Hostile and broken files are refused with a clear message, before they are expanded."""
 
 import csv
 import random
-import time
 import zipfile
 
 import openpyxl
@@ -48,13 +47,11 @@ def test_a_workbook_that_unpacks_past_the_limit_is_refused():
 @pytest.mark.parametrize("xml", [BILLION_LAUGHS, BILLION_LAUGHS.decode().encode("utf-16")])
 def test_xml_entity_expansion_is_refused_before_parsing(xml):
     hostile = with_members(SMALL_WORKBOOK, {SHEET: xml})
-    started = time.perf_counter()
     assert refusal(hostile, "laughs.xlsx") == (
         "'laughs.xlsx' declares an XML document type or entity in 'xl/worksheets/sheet1.xml', "
         "which spreadsheets never need and which can be used for XML entity expansion attacks; "
         "open the file in your spreadsheet program and save it as .xlsx again."
     )
-    assert time.perf_counter() - started < 1
 
 
 def test_openpyxl_parses_with_defusedxml():
@@ -82,10 +79,8 @@ def test_a_hostile_sheet_size_is_not_trusted():
         '<row r="1"><c r="A1" t="inlineStr"><is><t>q</t></is></c><c r="B1" t="inlineStr"><is><t>a'
         '</t></is></c></row><row r="2"><c r="A2"><v>1</v></c><c r="B2"><v>2</v></c></row>',
         dimension="A1:XFD1048576")})
-    started = time.perf_counter()
-    result = read_bytes(huge, "huge.xlsx")
+    result = read_bytes(huge, "huge.xlsx")  # a trusted A1:XFD1048576 would pad 17 billion cells
     assert (result.table.header, result.table.rows) == (("q", "a"), (("1", "2"),))
-    assert time.perf_counter() - started < 1
 
 
 def test_sheet_data_beyond_the_column_limit_is_refused():
