@@ -5,11 +5,15 @@
     python app.py tune --data FILE --name NAME [--model BASE] [--epochs N] [--batch-size N]
                        [--learning-rate F] [--learning-rate-multiplier F] [--lora-rank N]
                        [--eval-rows N] [--seed N] [--sheet S] [--data-dir DIR]
+    python app.py generate --model NAME [--checkpoint epoch-N] [--field KEY=VALUE ...]
+                           [--temperature F] [--max-output-tokens N] [--stop TEXT] [--data-dir DIR] [TEXT]
 
 `validate` exits 0 when the file is valid (warnings and guidance allowed), 1 when it has errors,
 2 when it cannot be read at all. `tune` trains a model into the studio's library with a progress
 line in the terminal: exit 0 when it is ready, 1 when it failed or was cancelled, 2 when the file
-cannot be read, 130 after Ctrl-C (the job is cancelled cleanly).
+cannot be read, 130 after Ctrl-C (the job is cancelled cleanly). `generate` streams the answer to
+standard output: exit 0 with an answer, 2 when the model, checkpoint, input or a setting cannot be
+used.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see t
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
-COMMANDS = ("serve", "validate", "tune")
+COMMANDS = ("serve", "validate", "tune", "generate")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -59,6 +63,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add_arguments(tune)
     tune.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                       help="the studio's data folder: the library the model goes into (default ./data)")
+
+    from training import cli_generate
+
+    generate = commands.add_parser("generate", help="answer a prompt with a base or tuned model")
+    cli_generate.add_arguments(generate)
+    generate.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                          help="the studio's data folder: where tuned models are (default ./data)")
     return parser.parse_args(argv)
 
 
@@ -192,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = args.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         return tune(args, data_dir)
+    if args.command == "generate":
+        from training.cli_generate import run
+
+        data_dir = args.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return run(args, data_dir)
     return serve(args)
 
 

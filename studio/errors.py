@@ -5,6 +5,7 @@ its traceback goes to the log, and the browser gets a short message without it.
 """
 
 import functools
+import inspect
 import logging
 
 import gradio as gr
@@ -20,20 +21,36 @@ def user_errors(handler):
     its value (a single ``gr.skip()`` skips them all), so nothing on the page is lost:
     StudioError and gr.Error show their message; other errors are logged with a traceback."""
 
+    if inspect.isgeneratorfunction(handler):  # a streaming handler: the same edge, per yield
+
+        @functools.wraps(handler)
+        def streaming(*args, **kwargs):
+            try:
+                yield from handler(*args, **kwargs)
+            except Exception as error:
+                yield _shown(handler, error)
+
+        return streaming
+
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
         try:
             return handler(*args, **kwargs)
-        except (gr.Error, StudioError) as error:
-            gr.Warning(error.message if isinstance(error, gr.Error) else str(error), title=TITLE)
-            return gr.skip()
-        except Exception as error:  # the boundary: log the traceback, show a safe message
-            log.exception("handler %s failed", handler.__name__)
-            gr.Warning(
-                f"Something went wrong ({type(error).__name__}). Nothing you made was lost; "
-                "the details are in the studio's log.",
-                title=TITLE,
-            )
-            return gr.skip()
+        except Exception as error:
+            return _shown(handler, error)
 
     return wrapper
+
+
+def _shown(handler, error: Exception):
+    """Tell the user (a toast) and keep every output as it is."""
+    if isinstance(error, (gr.Error, StudioError)):
+        gr.Warning(error.message if isinstance(error, gr.Error) else str(error), title=TITLE)
+    else:  # the boundary: log the traceback, show a safe message
+        log.error("handler %s failed", handler.__name__, exc_info=error)
+        gr.Warning(
+            f"Something went wrong ({type(error).__name__}). Nothing you made was lost; "
+            "the details are in the studio's log.",
+            title=TITLE,
+        )
+    return gr.skip()

@@ -1,0 +1,66 @@
+"""The playground as a person uses it: from My Library to a streamed answer, then a comparison."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from playwright.sync_api import expect
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "statics" / "samples" / "support_tickets.csv"
+
+
+def tune_from_the_command_line(data_dir: Path, name: str) -> None:
+    """A finished tuned model in the studio's library: the real bundled model, 20 steps (its
+    answers stream at a pace a person can watch, and already take the task's format)."""
+    done = subprocess.run(
+        [sys.executable, "app.py", "tune", "--data", str(SAMPLE), "--name", name,
+         "--epochs", "2", "--batch-size", "16", "--data-dir", str(data_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_open_a_tuned_model_fill_its_fields_stream_and_compare(page, studio_server):
+    tune_from_the_command_line(studio_server.data_dir, "Playground model")
+    page.goto(studio_server.url)
+    page.get_by_role("tab", name="My Library").click()
+    page.locator("#library-jobs [role=gridcell]", has_text="playground-model").first.click()
+    expect(page.locator("#job-header")).to_contain_text("ACTIVE (succeeded)")
+    page.locator("#job-open-playground").click()
+
+    expect(page.get_by_role("tab", name="Playground")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#playground-about")).to_contain_text("prompted with its training template")
+    subject = page.locator("#playground-field-0 textarea")
+    expect(page.locator("#playground-field-0")).to_contain_text("subject:")
+    expect(page.locator("#playground-field-1")).to_contain_text("message:")
+    expect(page.locator("#playground-chat")).to_be_hidden()
+    subject.fill("Parcel issue")
+    page.locator("#playground-field-1 textarea").fill("The box for order 12345 arrived damaged.")
+    page.get_by_text("Generation settings").click()
+    page.locator("#playground-max-tokens input").fill("48")
+
+    # Streamed: the answer grows in several steps before it is complete.
+    page.evaluate("""() => {
+        window.__seen = new Set();
+        const box = document.querySelector('#playground-output textarea');
+        setInterval(() => { if (box.value) window.__seen.add(box.value); }, 20);
+    }""")
+    page.locator("#playground-run").click()
+    page.wait_for_function("() => window.__seen.size >= 3", timeout=60_000)
+    expect(page.locator("#playground-output textarea")).to_have_value(
+        re.compile(r"^category: \w+; urgency: (high|low)$"), timeout=60_000)
+    page.get_by_text("Prompt as the model sees it").click()
+    expect(page.locator("#playground-prompt")).to_contain_text("subject: Parcel issue")
+    expect(page.locator("#playground-prompt")).to_contain_text("message: The box for order 12345")
+
+    # Compare: the same input to the base model, two answers side by side.
+    page.locator("#playground-compare").click()
+    page.locator("#playground-compare-on input").check()
+    page.locator("#playground-model-b input").click()
+    page.get_by_role("option", name="SmolLM2-135M-Instruct (base)").click()
+    page.locator("#playground-run").click()
+    expect(page.locator("#playground-output-b textarea")).not_to_have_value("", timeout=120_000)
+    expect(page.locator("#playground-output textarea")).not_to_have_value("")
