@@ -67,7 +67,8 @@ def _wire_across_tabs(ctx, tabs, new_tab, library_tab_, play_tab, form, library,
     new_tab.select(lambda: new_model_tab.refresh_datasets(ctx), None,
                    [form.dataset, form.eval_dataset])
     library_tab_.select(lambda: library_tab.refresh_datasets(ctx), None, library.datasets)
-    play_tab.select(lambda: playground_tab.refresh_models(ctx), None, playground.model)
+    play_tab.select(lambda: (playground_tab.refresh_models(ctx), playground_tab.refresh_datasets(ctx)),
+                    None, [playground.model, playground.batch_dataset])
 
     @user_errors
     def on_tune(name, description, base, dataset_name, version_number, eval_name, *settings):

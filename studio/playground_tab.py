@@ -26,6 +26,7 @@ FINAL = "final"
 @dataclass
 class Playground:
     model: gr.Dropdown
+    batch_dataset: gr.Dropdown
 
 
 def model_choices(ctx: StudioContext) -> list[tuple[str, str]]:
@@ -36,6 +37,10 @@ def model_choices(ctx: StudioContext) -> list[tuple[str, str]]:
             label = f"{job.display_name} · {job.id}" + (" (partial)" if job.partial else "")
             choices.append((label, job.id))
     return choices
+
+
+def refresh_datasets(ctx: StudioContext):
+    return gr.Dropdown(choices=[d.name for d in ctx.store.list_datasets()])
 
 
 def refresh_models(ctx: StudioContext, select: str | None = None):
@@ -257,4 +262,4 @@ def build(ctx: StudioContext) -> Playground:
     batch_run.click(on_batch, [model, checkpoint, batch_dataset, batch_file, batch_limit,
                                *params_in], [batch_summary, batch_table, batch_download],
                     concurrency_id="generate", concurrency_limit=1)
-    return Playground(model)
+    return Playground(model, batch_dataset)
