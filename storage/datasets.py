@@ -215,6 +215,18 @@ def list_versions(db: Database, name_or_id: str | int) -> list[DatasetVersionInf
     return [DatasetVersionInfo(**row) for row in rows]
 
 
+def version_info(db: Database, version_id: int) -> DatasetVersionInfo:
+    """One version's name, number and size by its version id, without loading its examples
+    (My Library asks for this every second for every job)."""
+    rows = list(db.query(
+        f"SELECT {_VERSION_COLUMNS} FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id"
+        " WHERE v.id = ?", [version_id]))
+    if not rows:
+        raise NotFoundError(
+            f"Dataset version {version_id} does not exist: choose a saved dataset version.")
+    return DatasetVersionInfo(**rows[0])
+
+
 def get_version(db: Database, name_or_id: str | int, version: int | None = None) -> DatasetVersion:
     """One version with its examples; the latest when ``version`` is None. ``name_or_id`` is a
     dataset name (any case) or a dataset id."""

@@ -277,6 +277,10 @@ class Store:
         """A dataset version by its version id (as jobs refer to it)."""
         return jobs.dataset_version(self.db, version_id)
 
+    def dataset_version_info(self, version_id: int) -> DatasetVersionInfo:
+        """Name, version number and size of a version by its id; no examples are read."""
+        return datasets.version_info(self.db, version_id)
+
     # ---- tuning jobs (a tuned model is a job's result) ----
 
     def create_job(self, **fields) -> Job:

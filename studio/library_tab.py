@@ -92,7 +92,7 @@ def state_text(job) -> str:
 def job_rows(ctx: StudioContext) -> list[list]:
     rows = []
     for job in ctx.store.list_jobs():
-        version = ctx.store.get_dataset_version(job.dataset_version_id)
+        version = ctx.store.dataset_version_info(job.dataset_version_id)
         loss = f"{job.final_loss:.4f}" if job.final_loss is not None else ""
         rows.append([job.display_name, job.id, job.base_model, state_text(job), progress_text(job),
                      _when(job.created_at), f"{version.name} v{version.version}",
@@ -106,7 +106,7 @@ def dataset_rows(ctx: StudioContext) -> list[list]:
 
 
 def job_details(ctx: StudioContext, job) -> str:
-    version = ctx.store.get_dataset_version(job.dataset_version_id)
+    version = ctx.store.dataset_version_info(job.dataset_version_id)
     config = job.config.to_dict()
     settings = "\n".join(f"| {k} | {html.escape(json.dumps(v))} |" for k, v in config.items())
     snapshots = ctx.store.job_snapshots(job.id)

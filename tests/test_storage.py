@@ -284,3 +284,15 @@ def test_a_database_from_a_newer_studio_is_refused(tmp_path):
         f"The database {tmp_path / 'studio.db'} has schema version 99, newer than this Tuning "
         f"Studio knows ({len(MIGRATIONS)}): upgrade Tuning Studio or choose another data folder."
     )
+
+
+def test_version_info_by_id_names_the_dataset_without_its_examples(store):
+    saved = store.save_dataset("Tickets", make_dataset(3))
+    info = store.dataset_version_info(saved.id)
+    assert (info.name, info.version, info.example_count) == ("Tickets", 1, 3)
+    assert not hasattr(info, "dataset")
+
+
+def test_version_info_of_a_missing_version_says_so(store):
+    with pytest.raises(NotFoundError, match="Dataset version 99 does not exist"):
+        store.dataset_version_info(99)
