@@ -134,24 +134,28 @@ def job_header(job) -> str:
 
 
 def job_page(ctx: StudioContext, job_id, seen_before: dict, force: bool = False):
-    """Updates for the table and the selected job's page; the chart only when new points
-    (or a new state) arrived since ``seen_before``."""
+    """Updates for the table and the selected job's page. What has not changed since
+    ``seen_before`` is skipped: the table when its rows are the same, the chart and log unless
+    new points (or a new state) arrived."""
     rows = job_rows(ctx)
+    table = rows if force or rows != seen_before.get("rows") else gr.skip()
     if not job_id:
-        return rows, gr.Group(visible=False), "", gr.skip(), "", "", {}, ""
+        if not force and seen_before.get("rows") == rows and "job" not in seen_before:
+            return gr.skip()  # nothing selected and nothing changed: update nothing
+        return table, gr.Group(visible=False), "", gr.skip(), "", "", {"rows": rows}, ""
     job = ctx.store.get_job(job_id)
     evals = ctx.store.job_evals(job_id)
     now = {"job": job_id, "steps": job.completed_steps, "evals": len(evals), "state": job.state}
-    if force or now != seen_before:
+    seen = {**now, "rows": rows}
+    if force or now != {k: seen_before.get(k) for k in now}:
         steps = ctx.store.metrics_after(job_id, 0)
         figure = gr.Plot(loss_figure(steps, evals, ctx.store.job_snapshots(job_id)))
         log_text = "\n".join(f"{line.time[11:19]}  {line.line}"
                              for line in ctx.store.log_lines(job_id))
-        return (rows, gr.Group(visible=True), job_header(job), figure,
-                job_details(ctx, job), log_text, now, job_id)
-    return (rows, gr.Group(visible=True), job_header(job), gr.skip(), gr.skip(), gr.skip(), now,
+        return (table, gr.Group(visible=True), job_header(job), figure,
+                job_details(ctx, job), log_text, seen, job_id)
+    return (table, gr.Group(visible=True), job_header(job), gr.skip(), gr.skip(), gr.skip(), seen,
             gr.skip())
-
 
 def build(ctx: StudioContext) -> Library:
     gr.Markdown(f"### {t('library.models')}")
