@@ -1,6 +1,7 @@
 """Tuning Studio: start the web studio, or use it headless from the command line.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--data-dir data] [--auth USER:PASSWORD]
+                  [--api-key KEY]
     python app.py validate FILE [--json] [--sheet NAME] [--model NAME] [--no-tokens]
     python app.py tune --data FILE --name NAME [--model BASE] [--epochs N] [--batch-size N]
                        [--learning-rate F] [--learning-rate-multiplier F] [--lora-rank N]
@@ -47,6 +48,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     serve.add_argument("--auth", action="append", default=[], metavar="USER:PASSWORD",
                        help="login required to open the studio; repeat for several users; "
                             "also read from TUNING_STUDIO_AUTH. Required off loopback.")
+    serve.add_argument("--api-key", default=None, metavar="KEY",
+                       help="key the /v1beta API requires (x-goog-api-key header or ?key=); "
+                            "also read from TUNING_STUDIO_API_KEY. Required off loopback.")
 
     validate = commands.add_parser("validate", help="check a dataset file and print the report")
     validate.add_argument("file", type=Path)
@@ -97,19 +101,28 @@ def serve(args: argparse.Namespace) -> int:
     if os.environ.get("TUNING_STUDIO_AUTH"):
         auth_values.append(os.environ["TUNING_STUDIO_AUTH"])
     auth = parse_auth(auth_values)
+    api_key = args.api_key or os.environ.get("TUNING_STUDIO_API_KEY") or None
     if not is_loopback(args.host) and not auth:
         print(f"Refusing to listen on {args.host} without a login: anyone on the network could "
               "use the studio. Add --auth USER:PASSWORD (or set TUNING_STUDIO_AUTH), or listen on "
               "127.0.0.1.", file=sys.stderr)
+        return 2
+    if not is_loopback(args.host) and not api_key:
+        print(f"Refusing to listen on {args.host} without an API key: anyone on the network could "
+              "use the /v1beta API. Add --api-key KEY (or set TUNING_STUDIO_API_KEY), or listen "
+              "on 127.0.0.1.", file=sys.stderr)
         return 2
 
     data_dir = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     _configure_logging(data_dir / "studio.log")
 
-    from storage.db import Store
-    from starlette.middleware import Middleware
+    import gradio as gr
+    import uvicorn
+    from fastapi import FastAPI
 
+    from storage.db import Store
+    from studio import api
     from studio.app_ui import CSS, build_ui
     from studio.context import StudioContext
     from studio.i18n import I18N
@@ -124,23 +137,27 @@ def serve(args: argparse.Namespace) -> int:
     try:
         ctx = StudioContext(data_dir=data_dir, store=store, runner=runner)
         ctx.prepare_bundled_in_background()
-        demo = build_ui(ctx)
-        print(f"Tuning Studio: http://{args.host}:{args.port}  (data in {data_dir})", flush=True)
-        demo.queue(default_concurrency_limit=4).launch(
+        demo = build_ui(ctx).queue(default_concurrency_limit=4)
+        app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+        app.add_middleware(LocaleMiddleware)
+        api.install(app, ctx, api.ApiSettings(api_key=api_key))  # /v1beta, before the UI's "/"
+        app = gr.mount_gradio_app(
+            app, demo, path="/",
             server_name=args.host,
             server_port=args.port,
             auth=auth or None,
             max_file_size=ctx.limits.max_file_bytes,
             i18n=I18N,
             css=CSS,
-            app_kwargs={"middleware": [Middleware(LocaleMiddleware)]},
             show_error=True,
             footer_links=["settings"],
             run_history=False,
             allowed_paths=[str(data_dir / "exports")],
             ssr_mode=False,
-            quiet=True,
         )
+        print(f"Tuning Studio: http://{args.host}:{args.port}  (data in {data_dir}; "
+              f"API at http://{args.host}:{args.port}/v1beta)", flush=True)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
         runner.stop()  # a job still training is left 'interrupted' and resumes at next start
     return 0

@@ -26,7 +26,7 @@ from storage.datasets import DatasetVersion
 from storage.files import inside
 from storage.timestamps import utc_now
 from training.config import TuningConfig
-from training.errors import NotFoundError, StudioError
+from training.errors import ConflictError, NotFoundError, StudioError
 from training.jobs import (
     ACTIVE_STATES, FINAL_STATES, JobEvent, JobState, gemini_state, transition, tuned_model_id,
 )
@@ -159,7 +159,7 @@ SCHEMA_003 = """
 """
 
 UPDATABLE = frozenset({
-    "total_steps", "completed_steps", "steps_per_epoch", "error", "partial", "result_dir",
+    "display_name", "description", "total_steps", "completed_steps", "steps_per_epoch", "error", "partial", "result_dir",
     "final_loss", "owner", "queue_order", "checkpoint_epoch", "checkpoint_step", "checkpoint_dir",
 })
 """Columns ``update_job`` and ``change_state`` may set besides the state and timestamps."""
@@ -190,11 +190,16 @@ def create_job(
     dataset_version_id: int,
     config: TuningConfig,
     eval_dataset_version_id: int | None = None,
+    job_id: str | None = None,
 ) -> Job:
-    """A new queued job at the back of the queue, its id derived from the display name and
-    unique. Call inside a BEGIN IMMEDIATE transaction (reads the taken ids, then writes)."""
+    """A new queued job at the back of the queue. Its id is ``job_id`` when given (ConflictError
+    when taken), else derived from the display name and unique. Call inside a BEGIN IMMEDIATE
+    transaction (reads the taken ids, then writes)."""
     taken = {row[0] for row in db.execute("SELECT id FROM jobs")}
-    job_id = tuned_model_id(display_name, taken)
+    if job_id is not None and job_id in taken:
+        raise ConflictError(f"A tuned model with the id '{job_id}' already exists: choose another "
+                            "id, or delete that model first.")
+    job_id = job_id if job_id is not None else tuned_model_id(display_name, taken)
     now = utc_now()
     db["jobs"].insert({
         "id": job_id,

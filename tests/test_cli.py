@@ -69,6 +69,14 @@ def test_the_studio_refuses_to_listen_off_loopback_without_a_login(tmp_path, hos
     assert "--auth USER:PASSWORD" in result.stderr
 
 
+def test_the_studio_refuses_to_listen_off_loopback_without_an_api_key(tmp_path):
+    result = run_app("--host", "0.0.0.0", "--auth", "admin:pw", "--data-dir",
+                     str(tmp_path / "data"), timeout_s=60)
+    assert result.returncode == 2
+    assert "Refusing to listen on 0.0.0.0 without an API key" in result.stderr
+    assert "--api-key KEY" in result.stderr
+
+
 def test_a_malformed_auth_value_is_refused(tmp_path):
     result = run_app("--host", "0.0.0.0", "--auth", "admin", "--data-dir", str(tmp_path / "d"))
     assert result.returncode != 0

@@ -27,3 +27,7 @@ class NotFoundError(StudioError):
 
 class TrainingError(StudioError):
     """Training cannot go on as set up (out of memory, an unusable checkpoint, no examples)."""
+
+
+class ConflictError(StudioError):
+    """The object cannot be made as asked because another one holds its name or id."""

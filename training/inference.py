@@ -21,8 +21,9 @@ itself (adapter unmerged, one token per step) for a reference.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence, Union
+from typing import Iterator, Literal, Mapping, Sequence, Union
 
 from training.dataset import CHAT_TEMPLATE, Message, PromptTemplate, format_history
 from training.decoding import decode
@@ -33,7 +34,7 @@ from training.models import ModelRef, load_model, load_tokenizer
 from training.targets import Target, list_checkpoints, resolve_target, with_template
 from training.template import render_prompt
 
-__all__ = ["Target", "resolve_target", "list_checkpoints", "with_template", "build_prompt",
+__all__ = ["Target", "Usage", "resolve_target", "list_checkpoints", "with_template", "build_prompt",
            "stream", "generate", "default_cache", "load_for_inference", "answer"]
 
 Request = Union[str, Mapping[str, str], Sequence[Message], Sequence[Mapping[str, str]]]
@@ -132,16 +133,29 @@ def _structured_fields(target: Target, template: PromptTemplate, request) -> dic
 # --- answering ---------------------------------------------------------------------------------
 
 
+@dataclass
+class Usage:
+    """What one answer cost and why it ended, filled in by ``stream`` as it goes."""
+
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    finish_reason: Literal["", "STOP", "MAX_TOKENS"] = ""
+    """Gemini's names: STOP (end of text or a stop sequence), MAX_TOKENS; empty until the end."""
+
+
 def stream(target: Target, request: Request, params: GenerationParams | None = None, *,
            cache: ModelCache | None = None, exact: bool = False,
-           ignore_eos: bool = False) -> Iterator[str]:
+           ignore_eos: bool = False, usage: Usage | None = None) -> Iterator[str]:
     """The answer as text increments, as it is generated (their concatenation is ``generate``'s
     answer). ``params``: the target's defaults when None. Stops at an end-of-text token, the
     first stop sequence (not included) or ``max_output_tokens``; closing the iterator stops
-    generation. ``ignore_eos`` generates exactly ``max_output_tokens`` (benchmarks)."""
+    generation. ``ignore_eos`` generates exactly ``max_output_tokens`` (benchmarks). ``usage``,
+    when given, receives the token counts and the finish reason."""
     params = (params if params is not None else target.defaults).check()
+    usage = usage if usage is not None else Usage()
     loaded = load(target, cache, exact=exact)
     prompt_ids = prompt_token_ids(target, loaded, request)
+    usage.prompt_tokens = len(prompt_ids)
     tokenizer = loaded.tokenizer
     text = TextStream(lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
                       params.stop_sequences)
@@ -150,10 +164,13 @@ def stream(target: Target, request: Request, params: GenerationParams | None = N
     try:
         for chunk in chunks:
             piece = text.add(chunk)
+            usage.output_tokens = text.token_count
             if piece:
                 yield piece
             if text.stopped:
+                usage.finish_reason = "STOP"
                 return
+        usage.finish_reason = "MAX_TOKENS" if text.token_count >= params.max_output_tokens else "STOP"
         rest = text.finish()
         if rest:
             yield rest

@@ -15,7 +15,7 @@ from storage.db import Store
 from training import models
 from training.config import TuningConfig
 from training.errors import DatasetError
-from training.jobs import check_display_name
+from training.jobs import check_display_name, check_tuned_model_id
 from training.limits import DatasetLimits
 from training.report import Report
 from training.validation import validate
@@ -30,11 +30,15 @@ class JobRequest:
     config: TuningConfig = TuningConfig()
     eval_dataset_version_id: int | None = None
     """A separate evaluation dataset (10-250 rows) instead of rows split off the training set."""
+    tuned_model_id: str | None = None
+    """The id the caller chose (the API's ``tunedModelId``); None derives it from the name."""
 
 
 def check_request(store: Store, data_dir: Path, request: JobRequest, limits: DatasetLimits) -> None:
     """Raise a StudioError naming what would stop ``request`` from training."""
     check_display_name(request.display_name)
+    if request.tuned_model_id is not None:
+        check_tuned_model_id(request.tuned_model_id)
     version = store.get_dataset_version(request.dataset_version_id)
     _check_dataset(version, validate(version.dataset, limits), "dataset")
     examples = len(version.dataset.examples)

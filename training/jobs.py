@@ -46,6 +46,8 @@ MAX_DISPLAY_NAME_CHARS = 40
 MAX_ID_CHARS = 40
 """Tuned-model ids match ``[a-z]([a-z0-9-]{0,38}[a-z0-9])?``: 1 to 40 characters."""
 
+TUNED_MODEL_ID_RE = re.compile(r"[a-z]([a-z0-9-]{0,38}[a-z0-9])?")
+
 FALLBACK_ID = "tuned-model"
 """The id stem when a display name has no latin letter to start one (e.g. '日本語')."""
 
@@ -141,6 +143,16 @@ def check_display_name(display_name: str) -> str:
             f"{MAX_DISPLAY_NAME_CHARS}."
         )
     return name
+
+
+def check_tuned_model_id(model_id: str) -> str:
+    """A tuned-model id chosen by the caller (the API's ``tunedModelId``), as the Gemini API
+    allows it: lowercase letters, digits and '-', starting with a letter, 1-40 characters."""
+    if not TUNED_MODEL_ID_RE.fullmatch(model_id or ""):
+        raise StudioError(
+            f"The tuned model id '{model_id}' is not allowed: use 1 to {MAX_ID_CHARS} lowercase "
+            "letters, digits and '-', starting with a letter and not ending with '-'.")
+    return model_id
 
 
 def tuned_model_id(display_name: str, taken: Collection[str] = ()) -> str:

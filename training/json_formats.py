@@ -33,9 +33,12 @@ JSON_LABELS: dict[str, str] = {
 _PRIORITY = (
     "vertex_chat", "openai_chat", "alpaca", "gemini_pairs", "vertex_text", "structured_jsonl"
 )  # on a tie between formats, the first wins
+GEMINI_PAIRS_TEMPLATE = PromptTemplate(inputs=(InputField("text_input", "input:"),))
+"""The template of Gemini's {text_input, output} pairs (files, and the API's inline examples)."""
+
 _FIELD_SHAPES = {  # format -> (template, {file key: field key}, output key, optional file keys)
     "gemini_pairs": (
-        PromptTemplate(inputs=(InputField("text_input", "input:"),)),
+        GEMINI_PAIRS_TEMPLATE,
         {"text_input": "text_input"}, "output", (),
     ),
     "vertex_text": (

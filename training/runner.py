@@ -124,7 +124,7 @@ class JobRunner:
         job = self.store.create_job(
             display_name=request.display_name, description=request.description,
             base_model=request.base_model.strip(), dataset_version_id=request.dataset_version_id,
-            config=request.config, eval_dataset_version_id=eval_id)
+            config=request.config, eval_dataset_version_id=eval_id, job_id=request.tuned_model_id)
         self._submitted.add(job.id)
         self._wake.set()
         return job

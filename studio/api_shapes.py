@@ -1,0 +1,540 @@
+"""The local API's JSON, in the shape of Google's Gemini API (v1beta): pure conversions between
+the studio's objects and Google's resources, and the checks that name a request's bad field.
+
+Resources (camelCase, as Google's REST reference writes them):
+
+- ``TunedModel``: ``tunedModels/{id}``, state CREATING / ACTIVE / FAILED, timestamps, the
+  generation defaults (temperature, topP, topK) and ``tuningTask`` with the hyperparameters and
+  one snapshot per training step (step, epoch, meanLoss, computeTime), as Gemini reports them.
+- ``Operation``: the long-running creation of a tuned model,
+  ``tunedModels/{id}/operations/{op}``; ``metadata`` is a ``CreateTunedModelMetadata``
+  (totalSteps, completedSteps, completedPercent, snapshots, tunedModel), ``response`` the
+  TunedModel once done, ``error`` when it failed or was cancelled.
+- ``Model``: a base model, ``models/{id}``.
+- ``GenerateContentResponse``: candidates with the answer's text, finishReason, usageMetadata.
+
+Every request problem raises ``ApiError`` with Google's status name and a message that starts
+with the field's path (``tuningTask.hyperparameters.epochCount: ...``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Mapping, Sequence
+
+from storage.jobs import Job
+from training.config import TuningConfig
+from training.dataset import Dataset, Example, Message
+from training.generation import GenerationParams
+from training.jobs import MAX_DISPLAY_NAME_CHARS
+from training.json_formats import GEMINI_PAIRS_TEMPLATE
+from training.progress import StepMetrics
+
+API_PREFIX = "/v1beta"
+TYPE_PREFIX = "type.googleapis.com/google.ai.generativelanguage.v1beta."
+DEFAULT_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 1000
+"""Gemini's list defaults: 10 tuned models per page, at most 1000."""
+
+HTTP_STATUS = {
+    "INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404, "ALREADY_EXISTS": 409,
+    "ABORTED": 409, "RESOURCE_EXHAUSTED": 429, "CANCELLED": 499, "INTERNAL": 500,
+    "UNIMPLEMENTED": 501, "UNAVAILABLE": 503,
+}
+RPC_CODE = {
+    "CANCELLED": 1, "INVALID_ARGUMENT": 3, "NOT_FOUND": 5, "ALREADY_EXISTS": 6,
+    "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8, "FAILED_PRECONDITION": 9, "ABORTED": 10,
+    "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12, "INTERNAL": 13, "UNAVAILABLE": 14,
+    "UNAUTHENTICATED": 16,
+}
+"""google.rpc.Code numbers, for an operation's ``error``."""
+
+
+class ApiError(Exception):
+    """A request the API refuses: Google's status name and a message naming the field."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS[self.status]
+
+    def to_json(self) -> dict:
+        return {"error": {"code": self.http_status, "message": self.message, "status": self.status}}
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError("INVALID_ARGUMENT", message)
+
+
+# --- reading a request's JSON ------------------------------------------------------------------
+
+
+def check_keys(obj, path: str, known: Sequence[str], ignored: Sequence[str] = ()) -> dict:
+    """``obj`` as a dict with only ``known`` (or ``ignored``) keys; ApiError naming the first
+    unknown one, the way Google's JSON parser does."""
+    if not isinstance(obj, dict):
+        raise invalid(f"{path or 'The request body'} must be a JSON object, not {_kind(obj)}.")
+    for key in obj:
+        if key not in known and key not in ignored:
+            where = f"{path}.{key}" if path else key
+            raise invalid(f"Unknown field {where}: the fields here are {', '.join(known)}.")
+    return obj
+
+
+def text_value(obj: Mapping, key: str, path: str, *, required: bool = False,
+               max_chars: int | None = None) -> str | None:
+    value = obj.get(key)
+    where = f"{path}.{key}" if path else key
+    if value is None:
+        if required:
+            raise invalid(f"{where} is missing: it is required.")
+        return None
+    if not isinstance(value, str):
+        raise invalid(f"{where} must be a string, not {_kind(value)}.")
+    if max_chars is not None and len(value) > max_chars:
+        raise invalid(f"{where} is {len(value)} characters long: use at most {max_chars}.")
+    return value
+
+
+def number_value(obj: Mapping, key: str, path: str, *, whole: bool = False) -> float | int | None:
+    value = obj.get(key)
+    where = f"{path}.{key}" if path else key
+    if value is None:
+        return None
+    if isinstance(value, str) and whole:  # proto3 JSON may write int64 as a string
+        try:
+            value = int(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise invalid(f"{where} must be a {'whole ' if whole else ''}number, not {_kind(value)}.")
+    if whole:
+        if not float(value).is_integer():
+            raise invalid(f"{where} is {value}: use a whole number.")
+        return int(value)
+    return float(value)
+
+
+def _kind(value) -> str:
+    if value is None:
+        return "null"
+    return {bool: "true/false", str: "a string", list: "a list", dict: "an object"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+# --- creating a tuned model --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    display_name: str
+    description: str
+    base_model: str
+    """The studio's name of the base model (``models/`` removed)."""
+    config: TuningConfig
+    dataset: Dataset
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+
+
+TUNED_MODEL_FIELDS = ("displayName", "description", "baseModel", "tuningTask", "temperature",
+                      "topP", "topK", "tunedModelSource", "readerProjectNumbers")
+_OUTPUT_ONLY = ("name", "state", "createTime", "updateTime")
+_HYPERPARAMETERS = {  # Gemini name -> (TuningConfig field, whole number)
+    "epochCount": ("epochs", True),
+    "batchSize": ("batch_size", True),
+    "learningRate": ("learning_rate", False),
+    "learningRateMultiplier": ("learning_rate_multiplier", False),
+}
+
+
+def parse_create(body, tuned_model_id: str | None) -> CreateRequest:
+    """A ``tunedModels.create`` body (a TunedModel) as what the studio needs to queue the job."""
+    body = check_keys(body, "", TUNED_MODEL_FIELDS, ignored=_OUTPUT_ONLY)
+    if body.get("tunedModelSource") is not None:
+        raise invalid("tunedModelSource: tuning a tuned model further is not supported here; "
+                      "set baseModel to a base model (GET /v1beta/models lists them).")
+    base = text_value(body, "baseModel", "", required=True).strip()
+    if not base.startswith("models/") or base == "models/":
+        raise invalid(f"baseModel is '{base}': write it as models/ID, e.g. "
+                      "models/SmolLM2-135M-Instruct (GET /v1beta/models lists them).")
+    display_name = (text_value(body, "displayName", "") or "").strip()
+    if len(display_name) > MAX_DISPLAY_NAME_CHARS:
+        raise invalid(f"displayName is {len(display_name)} characters long: use at most "
+                      f"{MAX_DISPLAY_NAME_CHARS}.")
+    task = body.get("tuningTask")
+    if task is None:
+        raise invalid("tuningTask is missing: it is required (hyperparameters and trainingData).")
+    task = check_keys(task, "tuningTask", ("trainingData", "hyperparameters"),
+                      ignored=("startTime", "completeTime", "snapshots"))
+    defaults = _generation_defaults(body, "")
+    return CreateRequest(
+        display_name=display_name or tuned_model_id or "Tuned model",
+        description=text_value(body, "description", "") or "",
+        base_model=base.removeprefix("models/"),
+        config=_hyperparameters(task.get("hyperparameters")),
+        dataset=_training_data(task.get("trainingData")),
+        temperature=defaults.get("temperature"), top_p=defaults.get("top_p"),
+        top_k=defaults.get("top_k"))
+
+
+def _hyperparameters(obj) -> TuningConfig:
+    path = "tuningTask.hyperparameters"
+    if obj is None:
+        return TuningConfig()
+    check_keys(obj, path, tuple(_HYPERPARAMETERS))
+    if obj.get("learningRate") is not None and obj.get("learningRateMultiplier") is not None:
+        raise invalid(f"{path}: set learningRate or learningRateMultiplier, not both.")
+    config = TuningConfig()
+    for key, (name, whole) in _HYPERPARAMETERS.items():
+        value = number_value(obj, key, path, whole=whole)
+        if value is None:
+            continue
+        one = replace(TuningConfig(), **{name: value})
+        found = one.problems()
+        if found:
+            raise invalid(f"{path}.{key}: {found[0]}")
+        config = replace(config, **{name: value})
+    return config
+
+
+def _training_data(obj) -> Dataset:
+    path = "tuningTask.trainingData"
+    if obj is None:
+        raise invalid(f"{path} is missing: give the examples inline as "
+                      f"{path}.examples.examples[] of {{textInput, output}}.")
+    check_keys(obj, path, ("examples",))
+    holder = check_keys(obj.get("examples"), f"{path}.examples", ("examples",))
+    items = holder.get("examples")
+    path = f"{path}.examples.examples"
+    if not isinstance(items, list) or not items:
+        raise invalid(f"{path} must be a non-empty list of {{textInput, output}} objects.")
+    examples = []
+    for index, item in enumerate(items):
+        where = f"{path}[{index}]"
+        check_keys(item, where, ("textInput", "output"))
+        text = text_value(item, "textInput", where, required=True)
+        output = text_value(item, "output", where, required=True)
+        examples.append(Example({"text_input": text}, output, source=f"example {index + 1}"))
+    return Dataset(GEMINI_PAIRS_TEMPLATE, tuple(examples))
+
+
+def _generation_defaults(obj: Mapping, path: str) -> dict:
+    """temperature / topP / topK of a TunedModel (create or patch), each checked."""
+    found = {}
+    for key, name, whole in (("temperature", "temperature", False), ("topP", "top_p", False),
+                             ("topK", "top_k", True)):
+        value = number_value(obj, key, path, whole=whole)
+        if value is None:
+            continue
+        problems = replace(GenerationParams(), **{name: value}).problems()
+        if problems:
+            raise invalid(f"{f'{path}.' if path else ''}{key}: {problems[0]}")
+        found[name] = value
+    return found
+
+
+def parse_patch(body, update_mask: str | None) -> dict:
+    """A ``tunedModels.patch``: the fields to change, by the studio's names (display_name,
+    description, temperature, top_p, top_k). Without ``updateMask`` every given field changes."""
+    body = check_keys(body, "", TUNED_MODEL_FIELDS, ignored=_OUTPUT_ONLY)
+    editable = ("displayName", "description", "temperature", "topP", "topK")
+    if update_mask:
+        mask = [part.strip() for part in update_mask.split(",") if part.strip()]
+        mask = [_camel(part) for part in mask]
+        for part in mask:
+            if part not in editable:
+                raise invalid(f"updateMask names '{part}': only {', '.join(editable)} can be "
+                              "changed.")
+    else:
+        mask = [key for key in editable if key in body]
+        fixed = [key for key in body if key not in editable and key not in _OUTPUT_ONLY]
+        if fixed:
+            raise invalid(f"{fixed[0]} cannot be changed after creation: only "
+                          f"{', '.join(editable)} can.")
+    changes = {}
+    if "displayName" in mask:
+        name = (text_value(body, "displayName", "") or "").strip()
+        if not name or len(name) > MAX_DISPLAY_NAME_CHARS:
+            raise invalid(f"displayName must be 1 to {MAX_DISPLAY_NAME_CHARS} characters.")
+        changes["display_name"] = name
+    if "description" in mask:
+        changes["description"] = text_value(body, "description", "") or ""
+    defaults = _generation_defaults(body, "")
+    for key, name in (("temperature", "temperature"), ("topP", "top_p"), ("topK", "top_k")):
+        if key in mask:
+            if name not in defaults:
+                raise invalid(f"updateMask names {key} but the body has no {key}.")
+            changes[name] = defaults[name]
+    return changes
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+# --- generating --------------------------------------------------------------------------------
+
+_GENERATION_CONFIG = {  # Gemini name -> (GenerationParams field, whole number)
+    "temperature": ("temperature", False),
+    "topP": ("top_p", False),
+    "topK": ("top_k", True),
+    "maxOutputTokens": ("max_output_tokens", True),
+    "seed": ("seed", True),
+}
+_GENERATION_CONFIG_IGNORED = ("responseMimeType", "presencePenalty", "frequencyPenalty",
+                              "responseLogprobs", "thinkingConfig")
+
+
+def parse_generation_config(obj, defaults: GenerationParams) -> GenerationParams:
+    """``generationConfig`` over the model's defaults; ApiError naming the first bad setting."""
+    path = "generationConfig"
+    if obj is None:
+        return defaults
+    known = (*_GENERATION_CONFIG, "stopSequences", "candidateCount")
+    check_keys(obj, path, known, ignored=_GENERATION_CONFIG_IGNORED)
+    count = number_value(obj, "candidateCount", path, whole=True)
+    if count not in (None, 1):
+        raise invalid(f"{path}.candidateCount is {count}: the studio answers with 1 candidate.")
+    params = defaults
+    for key, (name, whole) in _GENERATION_CONFIG.items():
+        value = number_value(obj, key, path, whole=whole)
+        if value is None:
+            continue
+        problems = replace(GenerationParams(), **{name: value}).problems()
+        if problems:
+            raise invalid(f"{path}.{key}: {problems[0]}")
+        params = replace(params, **{name: value})
+    stops = obj.get("stopSequences")
+    if stops is not None:
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise invalid(f"{path}.stopSequences must be a list of strings.")
+        problems = GenerationParams(stop_sequences=tuple(stops)).problems()
+        if problems:
+            raise invalid(f"{path}.stopSequences: {problems[0]}")
+        params = replace(params, stop_sequences=tuple(stops))
+    return params
+
+
+@dataclass(frozen=True)
+class Conversation:
+    messages: tuple[Message, ...]
+    """system (from systemInstruction), then user / assistant turns, ending with a user turn."""
+
+    @property
+    def last_text(self) -> str:
+        return self.messages[-1].content
+
+    @property
+    def turns(self) -> int:
+        return sum(m.role != "system" for m in self.messages)
+
+
+GENERATE_FIELDS = ("contents", "generationConfig", "systemInstruction")
+_GENERATE_IGNORED = ("safetySettings", "cachedContent", "toolConfig")
+
+
+def parse_generate(body) -> tuple[Conversation, object]:
+    """A ``generateContent`` body: the conversation, and the raw ``generationConfig``."""
+    body = check_keys(body, "", GENERATE_FIELDS, ignored=_GENERATE_IGNORED)
+    if body.get("tools"):
+        raise invalid("tools: function calling is not supported by the studio's models.")
+    contents = body.get("contents")
+    if isinstance(contents, dict):  # a single Content is accepted, as the clients send it
+        contents = [contents]
+    if not isinstance(contents, list) or not contents:
+        raise invalid("contents must be a non-empty list of {role, parts: [{text}]} objects.")
+    messages = []
+    system = body.get("systemInstruction")
+    if system is not None:
+        text = _content_text(system, "systemInstruction")
+        if text.strip():
+            messages.append(Message("system", text))
+    for index, content in enumerate(contents):
+        where = f"contents[{index}]"
+        check_keys(content, where, ("role", "parts"))
+        role = content.get("role") or "user"
+        if role not in ("user", "model"):
+            raise invalid(f"{where}.role is '{role}': use user or model.")
+        messages.append(Message("user" if role == "user" else "assistant",
+                                _content_text(content, where)))
+    if messages[-1].role != "user":
+        raise invalid(f"contents[{len(contents) - 1}] is the model's turn: the conversation must "
+                      "end with a user turn for the model to answer.")
+    if not messages[-1].content.strip():
+        raise invalid(f"contents[{len(contents) - 1}] has no text: give the model something to "
+                      "answer.")
+    return Conversation(tuple(messages)), body.get("generationConfig")
+
+
+def _content_text(content, where: str) -> str:
+    check_keys(content, where, ("role", "parts"))
+    parts = content.get("parts")
+    if isinstance(parts, dict):
+        parts = [parts]
+    if not isinstance(parts, list) or not parts:
+        raise invalid(f"{where}.parts must be a non-empty list of {{text}} objects.")
+    texts = []
+    for index, part in enumerate(parts):
+        check_keys(part, f"{where}.parts[{index}]", ("text",), ignored=("thought",))
+        text = text_value(part, "text", f"{where}.parts[{index}]")
+        if text is None:
+            raise invalid(f"{where}.parts[{index}] has no text: the studio's models read text "
+                          "only.")
+        texts.append(text)
+    return "".join(texts)
+
+
+def generate_response(text: str, model_name: str, *, finish_reason: str | None = None,
+                      prompt_tokens: int = 0, output_tokens: int = 0) -> dict:
+    """One ``GenerateContentResponse`` (a whole answer, or one chunk of a stream: the last
+    chunk carries the finish reason and the token counts)."""
+    candidate = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+    response = {"candidates": [candidate], "modelVersion": model_name}
+    if finish_reason:
+        candidate["finishReason"] = finish_reason
+        response["usageMetadata"] = {
+            "promptTokenCount": prompt_tokens, "candidatesTokenCount": output_tokens,
+            "totalTokenCount": prompt_tokens + output_tokens}
+    return response
+
+
+# --- tuned models and operations ---------------------------------------------------------------
+
+
+def tuned_model_json(job: Job, steps: Sequence[StepMetrics], defaults: GenerationParams) -> dict:
+    """A job as Gemini's TunedModel."""
+    hyper = {"epochCount": job.config.epochs, "batchSize": job.config.batch_size}
+    if job.config.learning_rate_multiplier != 1.0:
+        hyper["learningRateMultiplier"] = job.config.learning_rate_multiplier
+    hyper["learningRate"] = job.config.learning_rate
+    task = {"hyperparameters": hyper, "snapshots": snapshots_json(job, steps)}
+    if job.started_at:
+        task["startTime"] = job.started_at
+    if job.finished_at and job.state == "succeeded":
+        task["completeTime"] = job.finished_at
+    model = {
+        "name": f"tunedModels/{job.id}",
+        "displayName": job.display_name,
+        "description": job.description,
+        "state": job.gemini_state,
+        "createTime": job.created_at,
+        "updateTime": job.updated_at,
+        "baseModel": f"models/{job.base_model}",
+        "temperature": defaults.temperature,
+        "topP": defaults.top_p,
+        "topK": defaults.top_k,
+        "tuningTask": task,
+    }
+    return model
+
+
+def snapshots_json(job: Job, steps: Sequence[StepMetrics]) -> list[dict]:
+    """One snapshot per training step, as Gemini reports them: the step, its (1-based) epoch,
+    the step's mean loss, and when it was computed (the start time plus the steps' durations)."""
+    start = _parse_time(job.started_at) if job.started_at else None
+    elapsed = 0.0
+    found = []
+    for m in steps:
+        elapsed += m.step_time_s
+        snap = {"step": m.step, "epoch": max(1, math.ceil(m.epoch - 1e-9)), "meanLoss": m.loss}
+        if start is not None:
+            snap["computeTime"] = _format_time(start + timedelta(seconds=elapsed))
+        found.append(snap)
+    return found
+
+
+def operation_id(job: Job) -> str:
+    """A stable id for the job's creation (a new job under a reused id gets a new one)."""
+    return hashlib.sha256(f"{job.id}@{job.created_at}".encode()).hexdigest()[:12]
+
+
+def operation_name(job: Job) -> str:
+    return f"tunedModels/{job.id}/operations/{operation_id(job)}"
+
+
+def operation_json(job: Job, steps: Sequence[StepMetrics], defaults: GenerationParams) -> dict:
+    """The long-running operation that creates the tuned model."""
+    snapshots = snapshots_json(job, steps)
+    total, done_steps = job.total_steps, job.completed_steps
+    percent = 100.0 if job.state == "succeeded" else (
+        round(100.0 * done_steps / total, 2) if total else 0.0)
+    metadata = {"@type": TYPE_PREFIX + "CreateTunedModelMetadata",
+                "tunedModel": f"tunedModels/{job.id}", "totalSteps": total,
+                "completedSteps": done_steps, "completedPercent": percent,
+                "snapshots": snapshots}
+    operation = {"name": operation_name(job), "metadata": metadata, "done": job.is_final}
+    if job.state == "succeeded":
+        model = tuned_model_json(job, steps, defaults)
+        operation["response"] = {"@type": TYPE_PREFIX + "TunedModel", **model}
+    elif job.state == "failed":
+        operation["error"] = {"code": RPC_CODE["INTERNAL"],
+                              "message": job.error or "Tuning failed: see the job's log."}
+    elif job.state == "cancelled":
+        operation["error"] = {"code": RPC_CODE["CANCELLED"],
+                              "message": "Tuning was cancelled."}
+    return operation
+
+
+def model_json(name: str, *, display_name: str, description: str, input_tokens: int | None,
+               defaults: GenerationParams) -> dict:
+    """A base model as Gemini's Model."""
+    return {
+        "name": f"models/{name}",
+        "baseModelId": name,
+        "version": "001",
+        "displayName": display_name,
+        "description": description,
+        "inputTokenLimit": input_tokens or 0,
+        "outputTokenLimit": 8192,
+        "supportedGenerationMethods": ["generateContent", "streamGenerateContent",
+                                       "createTunedModel"],
+        "temperature": defaults.temperature,
+        "topP": defaults.top_p,
+        "topK": defaults.top_k,
+        "maxTemperature": 2.0,
+    }
+
+
+# --- paging ------------------------------------------------------------------------------------
+
+
+def page(items: list, page_size, page_token: str | None) -> tuple[list, str | None]:
+    """One page of ``items`` and the token of the next (None on the last page)."""
+    size = DEFAULT_PAGE_SIZE if page_size in (None, "", 0, "0") else page_size
+    try:
+        size = int(size)
+    except (TypeError, ValueError):
+        raise invalid(f"pageSize is '{page_size}': use a whole number from 1 to {MAX_PAGE_SIZE}.")
+    if size < 0:
+        raise invalid(f"pageSize is {size}: use a whole number from 1 to {MAX_PAGE_SIZE}.")
+    size = min(size, MAX_PAGE_SIZE)
+    start = 0
+    if page_token:
+        try:
+            start = int(base64.urlsafe_b64decode(page_token.encode()).decode().removeprefix("o:"))
+        except (ValueError, UnicodeDecodeError):
+            raise invalid(f"pageToken '{page_token}' is not one this server gave: use the "
+                          "nextPageToken of the previous page, or leave it out.") from None
+    end = start + size
+    token = base64.urlsafe_b64encode(f"o:{end}".encode()).decode() if end < len(items) else None
+    return items[start:end], token
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _format_time(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
