@@ -83,11 +83,14 @@ def check_keys(obj, path: str, known: Sequence[str], ignored: Sequence[str] = ()
     unknown one, the way Google's JSON parser does."""
     if not isinstance(obj, dict):
         raise invalid(f"{path or 'The request body'} must be a JSON object, not {_kind(obj)}.")
-    for key in obj:
+    found = {}
+    for key, value in obj.items():
+        key = _camel(key)  # proto3 JSON accepts both spellings: text_input is textInput
         if key not in known and key not in ignored:
             where = f"{path}.{key}" if path else key
             raise invalid(f"Unknown field {where}: the fields here are {', '.join(known)}.")
-    return obj
+        found[key] = value
+    return found
 
 
 def text_value(obj: Mapping, key: str, path: str, *, required: bool = False,
@@ -192,7 +195,7 @@ def _hyperparameters(obj) -> TuningConfig:
     path = "tuningTask.hyperparameters"
     if obj is None:
         return TuningConfig()
-    check_keys(obj, path, tuple(_HYPERPARAMETERS))
+    obj = check_keys(obj, path, tuple(_HYPERPARAMETERS))
     if obj.get("learningRate") is not None and obj.get("learningRateMultiplier") is not None:
         raise invalid(f"{path}: set learningRate or learningRateMultiplier, not both.")
     config = TuningConfig()
@@ -213,7 +216,7 @@ def _training_data(obj) -> Dataset:
     if obj is None:
         raise invalid(f"{path} is missing: give the examples inline as "
                       f"{path}.examples.examples[] of {{textInput, output}}.")
-    check_keys(obj, path, ("examples",))
+    obj = check_keys(obj, path, ("examples",))
     holder = check_keys(obj.get("examples"), f"{path}.examples", ("examples",))
     items = holder.get("examples")
     path = f"{path}.examples.examples"
@@ -222,7 +225,7 @@ def _training_data(obj) -> Dataset:
     examples = []
     for index, item in enumerate(items):
         where = f"{path}[{index}]"
-        check_keys(item, where, ("textInput", "output"))
+        item = check_keys(item, where, ("textInput", "output"))
         text = text_value(item, "textInput", where, required=True)
         output = text_value(item, "output", where, required=True)
         examples.append(Example({"text_input": text}, output, source=f"example {index + 1}"))
@@ -303,7 +306,7 @@ def parse_generation_config(obj, defaults: GenerationParams) -> GenerationParams
     if obj is None:
         return defaults
     known = (*_GENERATION_CONFIG, "stopSequences", "candidateCount")
-    check_keys(obj, path, known, ignored=_GENERATION_CONFIG_IGNORED)
+    obj = check_keys(obj, path, known, ignored=_GENERATION_CONFIG_IGNORED)
     count = number_value(obj, "candidateCount", path, whole=True)
     if count not in (None, 1):
         raise invalid(f"{path}.candidateCount is {count}: the studio answers with 1 candidate.")
@@ -363,7 +366,7 @@ def parse_generate(body) -> tuple[Conversation, object]:
             messages.append(Message("system", text))
     for index, content in enumerate(contents):
         where = f"contents[{index}]"
-        check_keys(content, where, ("role", "parts"))
+        content = check_keys(content, where, ("role", "parts"))
         role = content.get("role") or "user"
         if role not in ("user", "model"):
             raise invalid(f"{where}.role is '{role}': use user or model.")
@@ -379,7 +382,7 @@ def parse_generate(body) -> tuple[Conversation, object]:
 
 
 def _content_text(content, where: str) -> str:
-    check_keys(content, where, ("role", "parts"))
+    content = check_keys(content, where, ("role", "parts"))
     parts = content.get("parts")
     if isinstance(parts, dict):
         parts = [parts]
@@ -416,9 +419,10 @@ def generate_response(text: str, model_name: str, *, finish_reason: str | None =
 def tuned_model_json(job: Job, steps: Sequence[StepMetrics], defaults: GenerationParams) -> dict:
     """A job as Gemini's TunedModel."""
     hyper = {"epochCount": job.config.epochs, "batchSize": job.config.batch_size}
-    if job.config.learning_rate_multiplier != 1.0:
+    if job.config.learning_rate_multiplier != 1.0:  # one of the two: they are a oneof in the proto
         hyper["learningRateMultiplier"] = job.config.learning_rate_multiplier
-    hyper["learningRate"] = job.config.learning_rate
+    else:
+        hyper["learningRate"] = job.config.learning_rate
     task = {"hyperparameters": hyper, "snapshots": snapshots_json(job, steps)}
     if job.started_at:
         task["startTime"] = job.started_at

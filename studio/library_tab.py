@@ -17,7 +17,7 @@ from studio.charts import loss_figure
 from studio.context import StudioContext
 from studio.errors import user_errors
 from studio.i18n import t
-from training.archive import zip_folder
+from training.model_export import export_adapter, export_merged
 
 JOB_HEADERS = ["name", "id", "base model", "state", "progress", "created", "dataset", "epochs",
                "final loss"]
@@ -174,8 +174,10 @@ def build(ctx: StudioContext) -> Library:
             open_playground = gr.Button(t("library.open_playground"), size="sm",
                                         elem_id="job-open-playground")
             download = gr.Button(t("library.download"), size="sm", elem_id="job-download")
+            download_merged = gr.Button(t("library.download_merged"), size="sm",
+                                        elem_id="job-download-merged")
             delete = gr.Button(t("library.delete"), size="sm", elem_id="job-delete")
-        adapter_file = gr.File(label=t("library.adapter_file"), visible=False, elem_id="job-file")
+        export_file = gr.File(label=t("library.export_file"), visible=False, elem_id="job-file")
         with gr.Accordion(t("library.details"), open=False):
             details = gr.Markdown(elem_id="job-details")
         log = gr.Textbox(label=t("library.log"), lines=8, max_lines=8, autoscroll=True,
@@ -226,19 +228,17 @@ def build(ctx: StudioContext) -> Library:
     for button, fn in ((cancel, do_cancel), (resume, do_resume), (delete, do_delete)):
         button.click(action(fn), [selected, seen], [selected] + library.page)
 
-    @user_errors
-    def on_download(job_id):
-        if not job_id:
-            raise gr.Error("Choose a tuned model in the table first.")
-        job = ctx.store.get_job(job_id)
-        adapter = job.path(ctx.data_dir, job.result_dir)
-        if adapter is None or not adapter.is_dir():
-            raise gr.Error(f"{job_id} has no adapter yet: wait until it is ACTIVE (or cancelled "
-                           "after its first epoch).")
-        target = ctx.data_dir / "exports" / f"{job_id}-adapter.zip"
-        return gr.File(value=str(zip_folder(adapter, target, f"{job_id}-adapter")), visible=True)
+    def exporter(export):
+        @user_errors
+        def handler(job_id):
+            if not job_id:
+                raise gr.Error("Choose a tuned model in the table first.")
+            return gr.File(value=str(export(ctx.store, ctx.data_dir, job_id)), visible=True)
+        return handler
 
-    download.click(on_download, selected, adapter_file)
+    download.click(exporter(export_adapter), selected, export_file)
+    download_merged.click(exporter(export_merged), selected, export_file,
+                          show_progress="full", concurrency_limit=1, concurrency_id="export")
     return library
 
 
