@@ -11,10 +11,9 @@ Resources (camelCase, as Google's REST reference writes them):
   (totalSteps, completedSteps, completedPercent, snapshots, tunedModel), ``response`` the
   TunedModel once done, ``error`` when it failed or was cancelled.
 - ``Model``: a base model, ``models/{id}``.
-- ``GenerateContentResponse``: candidates with the answer's text, finishReason, usageMetadata.
 
-Every request problem raises ``ApiError`` with Google's status name and a message that starts
-with the field's path (``tuningTask.hyperparameters.epochCount: ...``).
+Requests are read by ``studio.api_json`` (``ApiError`` naming the field); generateContent is in
+``studio.api_content``.
 """
 
 from __future__ import annotations
@@ -28,7 +27,10 @@ from typing import Mapping, Sequence
 
 from storage.jobs import Job
 from training.config import TuningConfig
-from training.dataset import Dataset, Example, Message
+from studio.api_json import (
+    RPC_CODE, camel, check_keys, invalid, number_value, text_value,
+)
+from training.dataset import Dataset, Example
 from training.generation import GenerationParams
 from training.jobs import MAX_DISPLAY_NAME_CHARS
 from training.json_formats import GEMINI_PAIRS_TEMPLATE
@@ -39,99 +41,6 @@ TYPE_PREFIX = "type.googleapis.com/google.ai.generativelanguage.v1beta."
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 1000
 """Gemini's list defaults: 10 tuned models per page, at most 1000."""
-
-HTTP_STATUS = {
-    "INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400,
-    "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404, "ALREADY_EXISTS": 409,
-    "ABORTED": 409, "RESOURCE_EXHAUSTED": 429, "CANCELLED": 499, "INTERNAL": 500,
-    "UNIMPLEMENTED": 501, "UNAVAILABLE": 503,
-}
-RPC_CODE = {
-    "CANCELLED": 1, "INVALID_ARGUMENT": 3, "NOT_FOUND": 5, "ALREADY_EXISTS": 6,
-    "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8, "FAILED_PRECONDITION": 9, "ABORTED": 10,
-    "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12, "INTERNAL": 13, "UNAVAILABLE": 14,
-    "UNAUTHENTICATED": 16,
-}
-"""google.rpc.Code numbers, for an operation's ``error``."""
-
-
-class ApiError(Exception):
-    """A request the API refuses: Google's status name and a message naming the field."""
-
-    def __init__(self, status: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-    @property
-    def http_status(self) -> int:
-        return HTTP_STATUS[self.status]
-
-    def to_json(self) -> dict:
-        return {"error": {"code": self.http_status, "message": self.message, "status": self.status}}
-
-
-def invalid(message: str) -> ApiError:
-    return ApiError("INVALID_ARGUMENT", message)
-
-
-# --- reading a request's JSON ------------------------------------------------------------------
-
-
-def check_keys(obj, path: str, known: Sequence[str], ignored: Sequence[str] = ()) -> dict:
-    """``obj`` as a dict with only ``known`` (or ``ignored``) keys; ApiError naming the first
-    unknown one, the way Google's JSON parser does."""
-    if not isinstance(obj, dict):
-        raise invalid(f"{path or 'The request body'} must be a JSON object, not {_kind(obj)}.")
-    found = {}
-    for key, value in obj.items():
-        key = _camel(key)  # proto3 JSON accepts both spellings: text_input is textInput
-        if key not in known and key not in ignored:
-            where = f"{path}.{key}" if path else key
-            raise invalid(f"Unknown field {where}: the fields here are {', '.join(known)}.")
-        found[key] = value
-    return found
-
-
-def text_value(obj: Mapping, key: str, path: str, *, required: bool = False,
-               max_chars: int | None = None) -> str | None:
-    value = obj.get(key)
-    where = f"{path}.{key}" if path else key
-    if value is None:
-        if required:
-            raise invalid(f"{where} is missing: it is required.")
-        return None
-    if not isinstance(value, str):
-        raise invalid(f"{where} must be a string, not {_kind(value)}.")
-    if max_chars is not None and len(value) > max_chars:
-        raise invalid(f"{where} is {len(value)} characters long: use at most {max_chars}.")
-    return value
-
-
-def number_value(obj: Mapping, key: str, path: str, *, whole: bool = False) -> float | int | None:
-    value = obj.get(key)
-    where = f"{path}.{key}" if path else key
-    if value is None:
-        return None
-    if isinstance(value, str) and whole:  # proto3 JSON may write int64 as a string
-        try:
-            value = int(value)
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise invalid(f"{where} must be a {'whole ' if whole else ''}number, not {_kind(value)}.")
-    if whole:
-        if not float(value).is_integer():
-            raise invalid(f"{where} is {value}: use a whole number.")
-        return int(value)
-    return float(value)
-
-
-def _kind(value) -> str:
-    if value is None:
-        return "null"
-    return {bool: "true/false", str: "a string", list: "a list", dict: "an object"}.get(
-        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
 
 
 # --- creating a tuned model --------------------------------------------------------------------
@@ -254,7 +163,7 @@ def parse_patch(body, update_mask: str | None) -> dict:
     editable = ("displayName", "description", "temperature", "topP", "topK")
     if update_mask:
         mask = [part.strip() for part in update_mask.split(",") if part.strip()]
-        mask = [_camel(part) for part in mask]
+        mask = [camel(part) for part in mask]
         for part in mask:
             if part not in editable:
                 raise invalid(f"updateMask names '{part}': only {', '.join(editable)} can be "
@@ -280,137 +189,6 @@ def parse_patch(body, update_mask: str | None) -> dict:
                 raise invalid(f"updateMask names {key} but the body has no {key}.")
             changes[name] = defaults[name]
     return changes
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-# --- generating --------------------------------------------------------------------------------
-
-_GENERATION_CONFIG = {  # Gemini name -> (GenerationParams field, whole number)
-    "temperature": ("temperature", False),
-    "topP": ("top_p", False),
-    "topK": ("top_k", True),
-    "maxOutputTokens": ("max_output_tokens", True),
-    "seed": ("seed", True),
-}
-_GENERATION_CONFIG_IGNORED = ("responseMimeType", "presencePenalty", "frequencyPenalty",
-                              "responseLogprobs", "thinkingConfig")
-
-
-def parse_generation_config(obj, defaults: GenerationParams) -> GenerationParams:
-    """``generationConfig`` over the model's defaults; ApiError naming the first bad setting."""
-    path = "generationConfig"
-    if obj is None:
-        return defaults
-    known = (*_GENERATION_CONFIG, "stopSequences", "candidateCount")
-    obj = check_keys(obj, path, known, ignored=_GENERATION_CONFIG_IGNORED)
-    count = number_value(obj, "candidateCount", path, whole=True)
-    if count not in (None, 1):
-        raise invalid(f"{path}.candidateCount is {count}: the studio answers with 1 candidate.")
-    params = defaults
-    for key, (name, whole) in _GENERATION_CONFIG.items():
-        value = number_value(obj, key, path, whole=whole)
-        if value is None:
-            continue
-        problems = replace(GenerationParams(), **{name: value}).problems()
-        if problems:
-            raise invalid(f"{path}.{key}: {problems[0]}")
-        params = replace(params, **{name: value})
-    stops = obj.get("stopSequences")
-    if stops is not None:
-        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-            raise invalid(f"{path}.stopSequences must be a list of strings.")
-        problems = GenerationParams(stop_sequences=tuple(stops)).problems()
-        if problems:
-            raise invalid(f"{path}.stopSequences: {problems[0]}")
-        params = replace(params, stop_sequences=tuple(stops))
-    return params
-
-
-@dataclass(frozen=True)
-class Conversation:
-    messages: tuple[Message, ...]
-    """system (from systemInstruction), then user / assistant turns, ending with a user turn."""
-
-    @property
-    def last_text(self) -> str:
-        return self.messages[-1].content
-
-    @property
-    def turns(self) -> int:
-        return sum(m.role != "system" for m in self.messages)
-
-
-GENERATE_FIELDS = ("contents", "generationConfig", "systemInstruction")
-_GENERATE_IGNORED = ("safetySettings", "cachedContent", "toolConfig")
-
-
-def parse_generate(body) -> tuple[Conversation, object]:
-    """A ``generateContent`` body: the conversation, and the raw ``generationConfig``."""
-    body = check_keys(body, "", GENERATE_FIELDS, ignored=_GENERATE_IGNORED)
-    if body.get("tools"):
-        raise invalid("tools: function calling is not supported by the studio's models.")
-    contents = body.get("contents")
-    if isinstance(contents, dict):  # a single Content is accepted, as the clients send it
-        contents = [contents]
-    if not isinstance(contents, list) or not contents:
-        raise invalid("contents must be a non-empty list of {role, parts: [{text}]} objects.")
-    messages = []
-    system = body.get("systemInstruction")
-    if system is not None:
-        text = _content_text(system, "systemInstruction")
-        if text.strip():
-            messages.append(Message("system", text))
-    for index, content in enumerate(contents):
-        where = f"contents[{index}]"
-        content = check_keys(content, where, ("role", "parts"))
-        role = content.get("role") or "user"
-        if role not in ("user", "model"):
-            raise invalid(f"{where}.role is '{role}': use user or model.")
-        messages.append(Message("user" if role == "user" else "assistant",
-                                _content_text(content, where)))
-    if messages[-1].role != "user":
-        raise invalid(f"contents[{len(contents) - 1}] is the model's turn: the conversation must "
-                      "end with a user turn for the model to answer.")
-    if not messages[-1].content.strip():
-        raise invalid(f"contents[{len(contents) - 1}] has no text: give the model something to "
-                      "answer.")
-    return Conversation(tuple(messages)), body.get("generationConfig")
-
-
-def _content_text(content, where: str) -> str:
-    content = check_keys(content, where, ("role", "parts"))
-    parts = content.get("parts")
-    if isinstance(parts, dict):
-        parts = [parts]
-    if not isinstance(parts, list) or not parts:
-        raise invalid(f"{where}.parts must be a non-empty list of {{text}} objects.")
-    texts = []
-    for index, part in enumerate(parts):
-        check_keys(part, f"{where}.parts[{index}]", ("text",), ignored=("thought",))
-        text = text_value(part, "text", f"{where}.parts[{index}]")
-        if text is None:
-            raise invalid(f"{where}.parts[{index}] has no text: the studio's models read text "
-                          "only.")
-        texts.append(text)
-    return "".join(texts)
-
-
-def generate_response(text: str, model_name: str, *, finish_reason: str | None = None,
-                      prompt_tokens: int = 0, output_tokens: int = 0) -> dict:
-    """One ``GenerateContentResponse`` (a whole answer, or one chunk of a stream: the last
-    chunk carries the finish reason and the token counts)."""
-    candidate = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
-    response = {"candidates": [candidate], "modelVersion": model_name}
-    if finish_reason:
-        candidate["finishReason"] = finish_reason
-        response["usageMetadata"] = {
-            "promptTokenCount": prompt_tokens, "candidatesTokenCount": output_tokens,
-            "totalTokenCount": prompt_tokens + output_tokens}
-    return response
 
 
 # --- tuned models and operations ---------------------------------------------------------------
