@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -116,3 +117,18 @@ def start_app(args: list[str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "app.py", *args], cwd=REPO, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
+
+
+def seed_bundled_model(data_dir: Path, prepared: Path) -> None:
+    """Give a fresh data folder the already-prepared bundled model (hard links: instant), so
+    the studio does not convert it again for every test server."""
+    target = data_dir / "models" / prepared.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(prepared, target, copy_function=_link_or_copy)
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:  # another file system
+        shutil.copy2(source, destination)

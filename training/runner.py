@@ -31,6 +31,7 @@ from storage.db import Store
 from storage.jobs import Job
 from training import models
 from training.atomic import write_file_atomic
+from training.batching import steps_per_epoch
 from training.config import TuningConfig
 from training.errors import NotFoundError, StudioError
 from training.job_request import JobRequest, check_request
@@ -125,9 +126,20 @@ class JobRunner:
             display_name=request.display_name, description=request.description,
             base_model=request.base_model.strip(), dataset_version_id=request.dataset_version_id,
             config=request.config, eval_dataset_version_id=eval_id, job_id=request.tuned_model_id)
+        job = self._with_planned_steps(job)
         self._submitted.add(job.id)
         self._wake.set()
         return job
+
+    def _with_planned_steps(self, job: Job) -> Job:
+        """Record the steps the job will take (the trainer records the same numbers when it
+        starts), so a queued job already shows 0 of N steps in My Library and the API."""
+        examples = self.store.dataset_version_info(job.dataset_version_id).example_count
+        per_epoch = steps_per_epoch(max(1, examples - job.config.eval_rows), job.config.batch_size)
+        if job.state == "queued" and not job.total_steps:
+            self.store.update_job(job.id, steps_per_epoch=per_epoch,
+                                  total_steps=per_epoch * job.config.epochs)
+        return self.store.get_job(job.id)
 
     def cancel(self, job_id: str) -> Job:
         """A queued (or interrupted) job is cancelled at once; a running one is marked

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +30,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
+
+from tests.runner_helpers import seed_bundled_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO_ROOT / "test-results"
@@ -137,21 +138,6 @@ def stop_studio(server: StudioServer) -> None:
         server.process.wait()
     except ProcessLookupError:
         pass
-
-
-def seed_bundled_model(data_dir: Path, prepared: Path) -> None:
-    """Give a fresh data folder the already-prepared bundled model (hard links: instant), so
-    the studio does not convert it again for every test server."""
-    target = data_dir / "models" / prepared.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(prepared, target, copy_function=_link_or_copy)
-
-
-def _link_or_copy(source: str, destination: str) -> None:
-    try:
-        os.link(source, destination)
-    except OSError:  # another file system
-        shutil.copy2(source, destination)
 
 
 @pytest.fixture(scope="session")
