@@ -7,7 +7,7 @@ process with the same threads, interleaved prompt by prompt so a busy machine sl
 - plain: ``AutoModelForCausalLM`` in float32 + ``PeftModel.from_pretrained`` (adapter unmerged),
   ``model.generate`` greedy with the default cache;
 - studio: ``training.inference.stream`` (adapter merged into a copy of the base weights, own
-  decode loop with prompt lookup), the answer as text pieces;
+  decode loop drafting from the prompt and the training answers), the answer as text pieces;
 - studio without prompt lookup, for the breakdown.
 
 Every timed answer is exactly ``--tokens`` tokens (end-of-text is forbidden, as
@@ -79,8 +79,8 @@ def wait_until_idle() -> float:
 def tuned_adapter(base, dataset: Dataset, out_dir: Path) -> Path:
     config = TuningConfig(epochs=1, batch_size=4, learning_rate=0.003)
     started = time.perf_counter()
-    result = train(base_model=base, train_set=Dataset(dataset.template, dataset.examples[:TRAIN_ROWS]),
-                   eval_set=None, config=config, output_dir=out_dir, sink=NullSink())
+    result = train(base_model=base, train_set=dataset, eval_set=None, config=config,
+                   output_dir=out_dir, sink=NullSink())
     print(f"tuned {result.last_step} steps in {time.perf_counter() - started:.1f} s")
     return result.adapter_dir
 
@@ -137,8 +137,10 @@ def main() -> None:
     train_set, held_out = split_eval(dataset, 30, seed=0)
     base = models.resolve_model(models.BUNDLED_MODEL, args.data_dir)
     with tempfile.TemporaryDirectory() as scratch:
-        adapter = args.adapter or tuned_adapter(base, train_set, Path(scratch))
-        target = Target("bench", base, adapter, dataset.template, TUNED_DEFAULTS)
+        trained_on = Dataset(train_set.template, train_set.examples[:TRAIN_ROWS])
+        adapter = args.adapter or tuned_adapter(base, trained_on, Path(scratch))
+        target = Target("bench", base, adapter, dataset.template, TUNED_DEFAULTS,
+                        training_set=trained_on, training_version=0)
         cache = ModelCache()
         params = GenerationParams(max_output_tokens=args.tokens)
         started = time.perf_counter()

@@ -19,7 +19,9 @@ CSS = (STATICS / "style.css").read_text(encoding="utf-8")
 
 
 def build_ui(ctx: StudioContext) -> gr.Blocks:
-    with gr.Blocks(title="Tuning Studio") as demo:
+    # Gradio copies every file a handler returns into its cache; a merged model is hundreds of
+    # MB, so copies older than an hour are removed every hour (the export stays in data/exports).
+    with gr.Blocks(title="Tuning Studio", delete_cache=(3600, 3600)) as demo:
         with gr.Row(elem_id="header"):
             with gr.Column(scale=5):
                 gr.Markdown(f"## {t('app.title')}")

@@ -236,6 +236,12 @@ def build(ctx: StudioContext) -> Library:
             return gr.File(value=str(export(ctx.store, ctx.data_dir, job_id)), visible=True)
         return handler
 
+    def hide_file():
+        return gr.File(value=None, visible=False)
+
+    jobs.select(hide_file, None, export_file)  # another job's zip is not offered under this one
+    for button in (cancel, resume, delete):
+        button.click(hide_file, None, export_file)
     download.click(exporter(export_adapter), selected, export_file)
     download_merged.click(exporter(export_merged), selected, export_file,
                           show_progress="full", concurrency_limit=1, concurrency_id="export")

@@ -4,7 +4,7 @@ the pure parts of answering (no model)."""
 import pytest
 
 from training.config import ConfigError
-from training.decoding import propose
+from training.decoding import DraftIndex, propose
 from training.generation import (
     GenerationParams,
     TextStream,
@@ -118,3 +118,21 @@ def test_a_half_decoded_character_is_held_back():
 ])
 def test_prompt_lookup_drafts_what_followed_the_last_ngram(sequence, count, draft):
     assert propose(sequence, count) == draft
+
+
+ANSWERS = DraftIndex([[50, 1, 2, 3, 9], [50, 1, 2, 4, 9], [50, 1, 2, 3, 9]], end_ids=[9])
+
+
+@pytest.mark.parametrize("tail, count, draft", [
+    ([1, 2], 5, [3, 9]),        # 3 followed "1 2" twice, 4 once; the draft stops at the end token
+    ([50], 2, [1, 2]),          # the prompt's last token before the answers
+    ([2, 4], 3, [9]),
+    ([7], 3, []),               # never seen
+])
+def test_training_answers_draft_their_most_frequent_continuation(tail, count, draft):
+    assert ANSWERS.after(tail, count) == draft
+
+
+def test_drafts_come_from_training_answers_before_the_prompt():
+    assert propose([1, 2, 7, 7, 1, 2], 2, ANSWERS) == [3, 9]
+    assert propose([1, 2, 7, 7, 1, 2], 2) == [7, 7]

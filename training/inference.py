@@ -21,12 +21,13 @@ itself (adapter unmerged, one token per step) for a reference.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal, Mapping, Sequence, Union
 
-from training.dataset import CHAT_TEMPLATE, Message, PromptTemplate, format_history
-from training.decoding import decode
+from training.dataset import CHAT_TEMPLATE, Dataset, Message, PromptTemplate, format_history
+from training.decoding import MAX_NGRAM, DraftIndex, decode
 from training.errors import DatasetError
 from training.generation import GenerationParams, TextStream
 from training.model_cache import LoadedModel, ModelCache
@@ -159,8 +160,9 @@ def stream(target: Target, request: Request, params: GenerationParams | None = N
     tokenizer = loaded.tokenizer
     text = TextStream(lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
                       params.stop_sequences)
+    answers = draft_index(target, loaded) if not exact and params.greedy else None
     chunks = decode(loaded.model, prompt_ids, params, eos_token_ids(loaded),
-                    ignore_eos=ignore_eos, lookup=not exact)
+                    ignore_eos=ignore_eos, lookup=not exact, answers=answers)
     try:
         for chunk in chunks:
             piece = text.add(chunk)
@@ -182,6 +184,40 @@ def generate(target: Target, request: Request, params: GenerationParams | None =
              cache: ModelCache | None = None, exact: bool = False) -> str:
     """The whole answer (see ``stream``)."""
     return "".join(stream(target, request, params, cache=cache, exact=exact))
+
+
+MAX_DRAFT_EXAMPLES = 2_000
+"""Training outputs indexed for drafting (the first ones of a bigger dataset)."""
+
+_draft_indexes: OrderedDict[tuple, DraftIndex] = OrderedDict()
+_draft_indexes_lock = threading.Lock()
+
+
+def draft_index(target: Target, loaded: LoadedModel) -> DraftIndex | None:
+    """The tuned model's training outputs, tokenized as in training with the end of their
+    prompt, for drafting (``training.decoding.DraftIndex``); None for a base model."""
+    if target.training_set is None or target.template is None:
+        return None
+    key = (target.training_version, target.template, loaded.tokenizer.name_or_path)
+    with _draft_indexes_lock:
+        if key in _draft_indexes:
+            _draft_indexes.move_to_end(key)
+            return _draft_indexes[key]
+    from training.batching import IGNORE_INDEX, tokenize_examples
+    from training.config import TuningConfig
+
+    examples = Dataset(target.template, target.training_set.examples[:MAX_DRAFT_EXAMPLES])
+    answers = []
+    for example in tokenize_examples(examples, loaded.tokenizer, TuningConfig()):
+        first = next((i for i, label in enumerate(example.labels) if label != IGNORE_INDEX), None)
+        if first is not None:
+            answers.append(example.input_ids[max(0, first - MAX_NGRAM):])
+    index = DraftIndex(answers, eos_token_ids(loaded))
+    with _draft_indexes_lock:
+        _draft_indexes[key] = index
+        while len(_draft_indexes) > 4:
+            _draft_indexes.popitem(last=False)
+    return index
 
 
 def load(target: Target, cache: ModelCache | None = None, *, exact: bool = False) -> LoadedModel:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from training import models
-from training.dataset import PromptTemplate
+from training.dataset import Dataset, PromptTemplate
 from training.errors import ModelError, NotFoundError
 from training.generation import BASE_DEFAULTS, GenerationParams, TUNED_DEFAULTS, load_generation_defaults
 
@@ -50,6 +52,12 @@ class Target:
 
     partial: bool = False
     """The tuned model is the last checkpoint of a cancelled job (it may behave unpredictably)."""
+
+    training_set: Dataset | None = field(default=None, compare=False, repr=False)
+    """The dataset version it was tuned on (greedy decoding drafts from its outputs)."""
+
+    training_version: int | None = None
+    """That dataset version's id."""
 
     @property
     def is_tuned(self) -> bool:
@@ -130,7 +138,33 @@ def _tuned_target(store, data_dir: Path, job, checkpoint: str | None) -> Target:
         template=_template(store, job, folder),
         defaults=load_generation_defaults(folder, TUNED_DEFAULTS), checkpoint=checkpoint,
         display_name=job.display_name, max_input_tokens=job.config.max_input_tokens,
-        partial=bool(job.partial) and checkpoint is None)
+        partial=bool(job.partial) and checkpoint is None,
+        training_set=_training_set(store, job.dataset_version_id),
+        training_version=job.dataset_version_id)
+
+
+_training_sets: OrderedDict[tuple[str, int], Dataset] = OrderedDict()
+_training_sets_lock = threading.Lock()
+TRAINING_SETS_CACHED = 8
+
+
+def _training_set(store, version_id: int) -> Dataset | None:
+    """A saved dataset version's examples, kept for the last few versions asked (a version never
+    changes once saved); None when it is gone."""
+    key = (str(getattr(store, "db_path", id(store))), version_id)
+    with _training_sets_lock:
+        if key in _training_sets:
+            _training_sets.move_to_end(key)
+            return _training_sets[key]
+    try:
+        dataset = store.get_dataset_version(version_id).dataset
+    except NotFoundError:
+        return None
+    with _training_sets_lock:
+        _training_sets[key] = dataset
+        while len(_training_sets) > TRAINING_SETS_CACHED:
+            _training_sets.popitem(last=False)
+    return dataset
 
 
 def _checkpoint_adapter(job_id: str, folder: Path, checkpoint: str, available: list[str]) -> Path:
