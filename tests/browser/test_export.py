@@ -31,7 +31,7 @@ def first_rows(source: Path, target: Path, count: int) -> Path:
 @pytest.fixture(scope="module")
 def tuned(studio_server, tmp_path_factory) -> str:
     """An ACTIVE tuned model of the bundled base model: 20 examples, one epoch (a few seconds)."""
-    data = first_rows(SAMPLE, tmp_path_factory.mktemp("export-data") / "tickets.csv", EXAMPLES)
+    data = first_rows(SAMPLE, tmp_path_factory.mktemp("export-data") / "export-tickets.csv", EXAMPLES)
     done = subprocess.run(
         [sys.executable, "app.py", "tune", "--data", str(data), "--name", "Export model",
          "--epochs", "1", "--batch-size", "10", "--data-dir", str(studio_server.data_dir)],
