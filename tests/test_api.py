@@ -176,6 +176,27 @@ def test_base_model_generate_content_stops_at_max_output_tokens(client):
     assert body["modelVersion"] == f"models/{TINY}"
 
 
+def test_base_model_streams_a_conversation_with_a_system_instruction(client):
+    response = client.post(f"{V}/models/{TINY}:streamGenerateContent", params={"alt": "sse"},
+                           json={"systemInstruction": {"parts": [{"text": "Be brief."}]},
+                                 "contents": [{"role": "user", "parts": [{"text": "Hi"}]},
+                                              {"role": "model", "parts": [{"text": "Hello"}]},
+                                              {"role": "user", "parts": [{"text": "Bye"}]}],
+                                 "generationConfig": {"maxOutputTokens": 4, "temperature": 0}})
+    events = [json.loads(line.removeprefix("data: "))
+              for line in response.text.split("\r\n\r\n") if line.strip()]
+    assert events[-1]["usageMetadata"]["candidatesTokenCount"] == 4
+    assert events[-1]["candidates"][0]["finishReason"] == "MAX_TOKENS"
+
+
+def test_patch_without_a_mask_changes_the_fields_given(client, tuned):
+    response = client.patch(f"{V}/tunedModels/reverser", json={"description": "reverses words"})
+    assert response.json()["description"] == "reverses words"
+    fixed = client.patch(f"{V}/tunedModels/reverser", json={"baseModel": "models/other"})
+    assert fixed.status_code == 400
+    assert fixed.json()["error"]["message"].startswith("baseModel cannot be changed after creation")
+
+
 def test_models_lists_the_base_models(client):
     names = [m["name"] for m in client.get(f"{V}/models").json()["models"]]
     assert names == ["models/SmolLM2-135M-Instruct", f"models/{TINY}"]
