@@ -136,3 +136,7 @@ def test_training_answers_draft_their_most_frequent_continuation(tail, count, dr
 def test_drafts_come_from_training_answers_before_the_prompt():
     assert propose([1, 2, 7, 7, 1, 2], 2, ANSWERS) == [3, 9]
     assert propose([1, 2, 7, 7, 1, 2], 2) == [7, 7]
+
+
+def test_training_answers_cover_answers_up_to_the_longest():
+    assert (ANSWERS.covers(4), ANSWERS.covers(5)) == (True, False)

@@ -26,8 +26,9 @@ prompt, a bigger matrix multiply, keeps every thread (320 tokens: 379 ms on two,
 
 A tuned model answers one task, so its answers look like its training answers
 (``category: billing; urgency: low``): drafts also come from a ``DraftIndex`` of the training
-outputs, which proposes what most often followed the last n-gram there. The prompt rarely holds
-the answer's fixed words; the training outputs always do.
+outputs, which proposes what most often followed the last n-gram there, while the answer is no
+longer than the longest training answer. The prompt rarely holds the answer's fixed words; the
+training outputs always do.
 
 Sampling (temperature > 0) takes one token per step, with transformers' own temperature, top-k
 and top-p warpers, from a generator seeded by ``seed`` (the global random state is untouched).
@@ -98,7 +99,9 @@ def decode(model, prompt_ids: Sequence[int], params: GenerationParams, eos_ids: 
         feed = [new[-1]]
         if lookup and params.greedy:
             draft_size = _next_draft_size(draft_size, accepted, len(drafted))
-            drafted = propose(sequence, min(draft_size, remaining - 1), answers)
+            written = len(sequence) - len(prompt_ids)
+            within = answers if answers is not None and answers.covers(written) else None
+            drafted = propose(sequence, min(draft_size, remaining - 1), within)
 
 
 def _step(model, cache, position: int, feed: list[int], drafted: list[int], banned, choose) -> list[int]:
@@ -222,6 +225,13 @@ class DraftIndex:
                     seen[0] += 1
                     seen[1] = position + 1  # the latest place it continued so
         self._next = {key: max(found.values())[1] for key, found in counts.items()}
+        self.longest = max((len(answer) for answer in answers), default=0)
+        """Tokens in the longest answer: past that, an answer no longer looks like the training
+        answers (it repeats itself, say) and drafts come from the sequence alone."""
+
+    def covers(self, generated: int) -> bool:
+        """Whether an answer ``generated`` tokens long is still within the training answers'."""
+        return generated < self.longest
 
     def __len__(self) -> int:
         return len(self._tokens)
