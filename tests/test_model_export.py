@@ -22,9 +22,9 @@ from training.errors import ModelError, NotFoundError
 from training.generation import GenerationParams, save_generation_defaults
 from training.inference import generate, resolve_target
 from training.model_cache import ModelCache
+from training.model_card import example_messages, generation_settings, model_card
 from training.model_export import (
-    chat_template_for, example_messages, export_adapter, export_merged, gather_facts,
-    generation_settings, model_card, save_merged,
+    chat_template_for, export_adapter, export_merged, gather_facts, save_merged,
 )
 from training.progress import EvalMetrics
 from training.runner import JobRequest, JobRunner
