@@ -124,16 +124,21 @@ def build_router(ctx: StudioContext, settings: ApiSettings) -> APIRouter:
     async def list_operations(pageSize: str | None = None, pageToken: str | None = None):
         return await _call(api.list_operations, None, pageSize, pageToken)
 
-    @router.post("/tunedModels/{model_id}:generateContent")
-    async def generate_tuned(model_id: str, request: Request):
-        body = await _json_body(request)
-        return await _call(api.generate, await _call(api.tuned_target, model_id), body)
+    def generation_routes(path: str, resolve) -> None:
+        """generateContent and streamGenerateContent for the models ``resolve`` finds."""
 
-    @router.post("/tunedModels/{model_id}:streamGenerateContent")
-    async def stream_tuned(model_id: str, request: Request, alt: str | None = None):
-        body = await _json_body(request)
-        target = await _call(api.tuned_target, model_id)
-        return await _stream(api, target, body, sse=alt == "sse")
+        @router.post(path + ":generateContent")
+        async def generate(model_id: str, request: Request):
+            body = await _json_body(request)
+            return await _call(api.generate, await _call(resolve, model_id), body)
+
+        @router.post(path + ":streamGenerateContent")
+        async def stream(model_id: str, request: Request, alt: str | None = None):
+            body = await _json_body(request)
+            target = await _call(resolve, model_id)
+            return await _stream(api, target, body, sse=alt == "sse")
+
+    generation_routes("/tunedModels/{model_id}", api.tuned_target)
 
     # ---- base models ----
 
@@ -141,16 +146,7 @@ def build_router(ctx: StudioContext, settings: ApiSettings) -> APIRouter:
     async def list_models(pageSize: str | None = None, pageToken: str | None = None):
         return await _call(api.list_models, pageSize, pageToken)
 
-    @router.post("/models/{model_id:path}:generateContent")
-    async def generate_base(model_id: str, request: Request):
-        body = await _json_body(request)
-        return await _call(api.generate, await _call(api.base_target, model_id), body)
-
-    @router.post("/models/{model_id:path}:streamGenerateContent")
-    async def stream_base(model_id: str, request: Request, alt: str | None = None):
-        body = await _json_body(request)
-        target = await _call(api.base_target, model_id)
-        return await _stream(api, target, body, sse=alt == "sse")
+    generation_routes("/models/{model_id:path}", api.base_target)
 
     @router.get("/models/{model_id:path}")
     async def get_model(model_id: str):

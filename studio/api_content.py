@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 
-from studio.api_json import check_keys, invalid, number_value, text_value
+from studio.api_json import check_keys, checked_numbers, invalid, number_value, text_value
 from training.dataset import Message
 from training.generation import GenerationParams
 from training.targets import Target
@@ -33,15 +33,7 @@ def parse_generation_config(obj, defaults: GenerationParams) -> GenerationParams
     count = number_value(obj, "candidateCount", path, whole=True)
     if count not in (None, 1):
         raise invalid(f"{path}.candidateCount is {count}: the studio answers with 1 candidate.")
-    params = defaults
-    for key, (name, whole) in _GENERATION_CONFIG.items():
-        value = number_value(obj, key, path, whole=whole)
-        if value is None:
-            continue
-        problems = replace(GenerationParams(), **{name: value}).problems()
-        if problems:
-            raise invalid(f"{path}.{key}: {problems[0]}")
-        params = replace(params, **{name: value})
+    params = replace(defaults, **checked_numbers(obj, path, _GENERATION_CONFIG, GenerationParams()))
     stops = obj.get("stopSequences")
     if stops is not None:
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):

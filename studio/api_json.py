@@ -5,6 +5,7 @@ spelling (``textInput`` or ``text_input``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Mapping, Sequence
 
 HTTP_STATUS = {
@@ -92,6 +93,23 @@ def number_value(obj: Mapping, key: str, path: str, *, whole: bool = False) -> f
             raise invalid(f"{where} is {value}: use a whole number.")
         return int(value)
     return float(value)
+
+
+def checked_numbers(obj: Mapping, path: str, names: Mapping[str, tuple[str, bool]],
+                    blank) -> dict:
+    """The numbers of ``obj`` named in ``names`` (JSON key -> (field of ``blank``'s dataclass,
+    whole number)), by field name, each checked alone by ``blank``'s own ``problems()``; ApiError
+    naming the first bad one (``path.key: <the setting's message>``)."""
+    found = {}
+    for key, (name, whole) in names.items():
+        value = number_value(obj, key, path, whole=whole)
+        if value is None:
+            continue
+        problems = replace(blank, **{name: value}).problems()
+        if problems:
+            raise invalid(f"{f'{path}.' if path else ''}{key}: {problems[0]}")
+        found[name] = value
+    return found
 
 
 def _kind(value) -> str:

@@ -82,11 +82,7 @@ class ApiService:
         jobs = self.ctx.store.list_jobs()
         if filter_text:
             jobs = _filtered(jobs, filter_text)
-        items, token = shapes.page(jobs, page_size, page_token)
-        found = {"tunedModels": [self._tuned_json(job) for job in items]}
-        if token:
-            found["nextPageToken"] = token
-        return found
+        return shapes.listing("tunedModels", jobs, page_size, page_token, self._tuned_json)
 
     def get_tuned(self, model_id: str) -> dict:
         return self._tuned_json(self.ctx.store.get_job(model_id))
@@ -123,11 +119,7 @@ class ApiService:
 
     def list_operations(self, model_id: str | None, page_size, page_token) -> dict:
         jobs = [self.ctx.store.get_job(model_id)] if model_id else self.ctx.store.list_jobs()
-        items, token = shapes.page(jobs, page_size, page_token)
-        found = {"operations": [self._operation_json(job) for job in items]}
-        if token:
-            found["nextPageToken"] = token
-        return found
+        return shapes.listing("operations", jobs, page_size, page_token, self._operation_json)
 
     def get_operation(self, model_id: str, operation: str) -> dict:
         job = self.ctx.store.get_job(model_id)
@@ -153,11 +145,7 @@ class ApiService:
 
     def list_models(self, page_size, page_token) -> dict:
         refs = models.list_base_models(self.ctx.data_dir)
-        items, token = shapes.page(refs, page_size, page_token)
-        found = {"models": [self._model_json(ref) for ref in items]}
-        if token:
-            found["nextPageToken"] = token
-        return found
+        return shapes.listing("models", refs, page_size, page_token, self._model_json)
 
     def get_model(self, model_id: str) -> dict:
         return self._model_json(self._base_ref(model_id))

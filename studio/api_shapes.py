@@ -28,7 +28,7 @@ from typing import Mapping, Sequence
 from storage.jobs import Job
 from training.config import TuningConfig
 from studio.api_json import (
-    RPC_CODE, camel, check_keys, invalid, number_value, text_value,
+    RPC_CODE, camel, check_keys, checked_numbers, invalid, text_value,
 )
 from training.dataset import Dataset, Example
 from training.generation import GenerationParams
@@ -107,17 +107,7 @@ def _hyperparameters(obj) -> TuningConfig:
     obj = check_keys(obj, path, tuple(_HYPERPARAMETERS))
     if obj.get("learningRate") is not None and obj.get("learningRateMultiplier") is not None:
         raise invalid(f"{path}: set learningRate or learningRateMultiplier, not both.")
-    config = TuningConfig()
-    for key, (name, whole) in _HYPERPARAMETERS.items():
-        value = number_value(obj, key, path, whole=whole)
-        if value is None:
-            continue
-        one = replace(TuningConfig(), **{name: value})
-        found = one.problems()
-        if found:
-            raise invalid(f"{path}.{key}: {found[0]}")
-        config = replace(config, **{name: value})
-    return config
+    return replace(TuningConfig(), **checked_numbers(obj, path, _HYPERPARAMETERS, TuningConfig()))
 
 
 def _training_data(obj) -> Dataset:
@@ -141,19 +131,14 @@ def _training_data(obj) -> Dataset:
     return Dataset(GEMINI_PAIRS_TEMPLATE, tuple(examples))
 
 
+_GENERATION_DEFAULTS = {  # Gemini name -> (GenerationParams field, whole number)
+    "temperature": ("temperature", False), "topP": ("top_p", False), "topK": ("top_k", True),
+}
+
+
 def _generation_defaults(obj: Mapping, path: str) -> dict:
     """temperature / topP / topK of a TunedModel (create or patch), each checked."""
-    found = {}
-    for key, name, whole in (("temperature", "temperature", False), ("topP", "top_p", False),
-                             ("topK", "top_k", True)):
-        value = number_value(obj, key, path, whole=whole)
-        if value is None:
-            continue
-        problems = replace(GenerationParams(), **{name: value}).problems()
-        if problems:
-            raise invalid(f"{f'{path}.' if path else ''}{key}: {problems[0]}")
-        found[name] = value
-    return found
+    return checked_numbers(obj, path, _GENERATION_DEFAULTS, GenerationParams())
 
 
 def parse_patch(body, update_mask: str | None) -> dict:
@@ -183,7 +168,7 @@ def parse_patch(body, update_mask: str | None) -> dict:
     if "description" in mask:
         changes["description"] = text_value(body, "description", "") or ""
     defaults = _generation_defaults(body, "")
-    for key, name in (("temperature", "temperature"), ("topP", "top_p"), ("topK", "top_k")):
+    for key, (name, _) in _GENERATION_DEFAULTS.items():
         if key in mask:
             if name not in defaults:
                 raise invalid(f"updateMask names {key} but the body has no {key}.")
@@ -290,6 +275,16 @@ def model_json(name: str, *, display_name: str, description: str, input_tokens: 
 
 
 # --- paging ------------------------------------------------------------------------------------
+
+
+def listing(key: str, items: list, page_size, page_token: str | None, to_json) -> dict:
+    """A list response: one page of ``items`` as JSON under ``key``, and ``nextPageToken``
+    unless it is the last page."""
+    shown, token = page(items, page_size, page_token)
+    found = {key: [to_json(item) for item in shown]}
+    if token:
+        found["nextPageToken"] = token
+    return found
 
 
 def page(items: list, page_size, page_token: str | None) -> tuple[list, str | None]:
