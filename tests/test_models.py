@@ -326,3 +326,19 @@ def test_configure_threads_honours_omp_num_threads(monkeypatch):
         assert configure_threads(threads=2) == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_model_load_waits_while_another_model_is_being_built(tiny_model_dir):
+    """from_pretrained changes process-wide state (default dtype, init functions, meta-device
+    creation ops): a second build running at the same time could come out on the meta device."""
+    ref = models.ModelRef("tiny", str(tiny_model_dir), "local")
+    loaded = []
+    loader = threading.Thread(target=lambda: loaded.append(models.load_model(ref)))
+    with models.building():
+        loader.start()
+        loader.join(timeout=1.0)
+        assert loader.is_alive() and not loaded  # held back until the first build is done
+    loader.join(timeout=60)
+    params = list(loaded[0].parameters())
+    assert all(p.device.type == "cpu" for p in params)
+    assert any(p.abs().sum() > 0 for p in params)

@@ -30,7 +30,7 @@ from training.dataset import CHAT_TEMPLATE, Dataset, Message, PromptTemplate, fo
 from training.decoding import MAX_NGRAM, DraftIndex, decode
 from training.errors import DatasetError
 from training.generation import GenerationParams, TextStream
-from training.model_cache import LoadedModel, ModelCache
+from training.model_cache import LoadedModel, ModelCache, apply_adapter
 from training.models import ModelRef, load_model, load_tokenizer
 from training.targets import Target, list_checkpoints, resolve_target, with_template
 from training.template import render_prompt
@@ -266,9 +266,7 @@ def load_for_inference(base: ModelRef, adapter_dir: Path | None = None):
     """(model, tokenizer): the base model, with the LoRA adapter applied (unmerged) when given."""
     model = load_model(base)
     if adapter_dir is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(adapter_dir))
+        model = apply_adapter(model, adapter_dir, False, base, str(adapter_dir))
     model.eval()
     return model, load_tokenizer(base)
 

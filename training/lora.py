@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training.config import ConfigError, TuningConfig
+from training.models import building
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -41,7 +42,8 @@ def attach_lora(model, config: TuningConfig):
         lora_dropout=config.lora_dropout,
         target_modules=list(config.target_modules),
     )
-    return get_peft_model(model, lora_config, autocast_adapter_dtype=True)
+    with building():  # see training.models.building
+        return get_peft_model(model, lora_config, autocast_adapter_dtype=True)
 
 
 def check_target_modules(model, target_modules) -> None:

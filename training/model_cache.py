@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Literal
 
 from training.errors import ModelError
-from training.models import ModelRef, load_model, load_tokenizer
+from training.models import ModelRef, building, load_model, load_tokenizer
 
 Precision = Literal["auto", "fp32", "bf16"]
 
@@ -187,7 +187,7 @@ class ModelCache:
     def _load(self, base: ModelRef, adapter_dir: Path | None, key: CacheKey, label: str) -> LoadedModel:
         model = load_model(base, dtype="float32")
         if adapter_dir is not None:
-            model = _with_adapter(model, adapter_dir, key.merged, base, label)
+            model = apply_adapter(model, adapter_dir, key.merged, base, label)
         if key.dtype != "float32" or self.device != "cpu":
             import torch
 
@@ -197,12 +197,14 @@ class ModelCache:
                            self.device)
 
 
-def _with_adapter(model, adapter_dir: Path, merge: bool, base: ModelRef, label: str):
-    """The model with the LoRA adapter applied, merged into its weights when ``merge``."""
+def apply_adapter(model, adapter_dir: Path, merge: bool, base: ModelRef, label: str):
+    """The model with the LoRA adapter applied, merged into its weights when ``merge``; a
+    ModelError saying what to choose instead when the adapter does not fit."""
     from peft import PeftModel
 
     try:
-        model = PeftModel.from_pretrained(model, str(adapter_dir))
+        with building():
+            model = PeftModel.from_pretrained(model, str(adapter_dir))
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         if isinstance(error, RuntimeError) and "out of memory" in str(error).lower():
             raise

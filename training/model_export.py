@@ -32,7 +32,7 @@ from training.inference import eos_token_ids
 from training.model_card import (
     CHAT_TEMPLATE_FILE, ExportKind, ModelFacts, generation_settings, model_card,
 )
-from training.model_cache import LoadedModel
+from training.model_cache import LoadedModel, apply_adapter
 from training.models import load_model, load_tokenizer
 from training.targets import Target, resolve_target
 
@@ -188,16 +188,8 @@ def _generation_config(model, tokenizer, params: GenerationParams):
 
 def _merged_model(target: Target):
     """The base model in float32 with the adapter merged into its weights."""
-    from peft import PeftModel
-
     model = load_model(target.base, dtype="float32")
-    try:
-        model = PeftModel.from_pretrained(model, str(target.adapter_dir))
-    except (OSError, ValueError, KeyError) as error:
-        line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise ModelError(f"The adapter of {target.label} in {target.adapter_dir} cannot be applied to "
-                         f"the base model {target.base.name} ({line}): tune the model again.") from error
-    return model.merge_and_unload().eval()
+    return apply_adapter(model, target.adapter_dir, True, target.base, target.label).eval()
 
 
 def _save_tokenizer(tokenizer, folder: Path, chat_template: str) -> None:

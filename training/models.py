@@ -146,14 +146,15 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
 
     folder, name = str(gguf.parent), gguf.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(
-        folder,
-        gguf_file=name,
-        dtype="float32",
-        # Unpack every weight now, even where a GGUF matmul kernel is installed: the saved
-        # folder must be an ordinary dense model.
-        quantization_config=GgufConfig(dequantize=True),
-    )
+    with building():
+        model = AutoModelForCausalLM.from_pretrained(
+            folder,
+            gguf_file=name,
+            dtype="float32",
+            # Unpack every weight now, even where a GGUF matmul kernel is installed: the saved
+            # folder must be an ordinary dense model.
+            quantization_config=GgufConfig(dequantize=True),
+        )
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is not None:
         quantizer.remove_quantization_config(model)
@@ -261,6 +262,19 @@ def list_base_models(data_dir: Path) -> list[ModelRef]:
 
 _tokenizers: OrderedDict[str, object] = OrderedDict()
 _tokenizers_lock = threading.Lock()
+_building_lock = threading.RLock()
+
+
+@contextmanager
+def building() -> Iterator[None]:
+    """Hold while a model is loaded or an adapter added to one. transformers' ``from_pretrained``
+    changes process-wide state while it runs (torch's default dtype, ``torch.nn.init`` functions
+    made no-ops, creation ops patched for the meta device), so a model built at the same moment in
+    another thread (the bundled model being prepared, a job starting, the playground or the API
+    loading one) can come out uninitialised or on the meta device ("Cannot copy out of meta
+    tensor"). Builds therefore take turns."""
+    with _building_lock:
+        yield
 
 
 def load_tokenizer(ref: ModelRef):
@@ -284,7 +298,8 @@ def load_model(ref: ModelRef, dtype: str = "float32"):
     (``float32`` or ``bfloat16``)."""
     from transformers import AutoModelForCausalLM
 
-    return _from_pretrained(AutoModelForCausalLM, ref, dtype=dtype)
+    with building():
+        return _from_pretrained(AutoModelForCausalLM, ref, dtype=dtype)
 
 
 def _from_pretrained(loader, ref: ModelRef, **kwargs):
