@@ -1,7 +1,7 @@
 """Tuning Studio: start the web studio, or use it headless from the command line.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--data-dir data] [--auth USER:PASSWORD]
-                  [--api-key KEY]
+                  [--api-key KEY] [--hub-model ORG/NAME ...]
     python app.py validate FILE [--json] [--sheet NAME] [--model NAME] [--no-tokens]
     python app.py tune --data FILE --name NAME [--model BASE] [--epochs N] [--batch-size N]
                        [--learning-rate F] [--learning-rate-multiplier F] [--lora-rank N]
@@ -51,6 +51,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     serve.add_argument("--api-key", default=None, metavar="KEY",
                        help="key the /v1beta API requires (x-goog-api-key header or ?key=); "
                             "also read from TUNING_STUDIO_API_KEY. Required off loopback.")
+    serve.add_argument("--hub-model", action="append", default=[], metavar="ORG/NAME",
+                       help="a Hugging Face model id the /v1beta API may use as a base model "
+                            "(repeat for several; also TUNING_STUDIO_HUB_MODELS, comma-separated). "
+                            "The API names models by id only: the bundled one, the folders in "
+                            "<data>/models and these.")
 
     validate = commands.add_parser("validate", help="check a dataset file and print the report")
     validate.add_argument("file", type=Path)
@@ -102,6 +107,8 @@ def serve(args: argparse.Namespace) -> int:
         auth_values.append(os.environ["TUNING_STUDIO_AUTH"])
     auth = parse_auth(auth_values)
     api_key = args.api_key or os.environ.get("TUNING_STUDIO_API_KEY") or None
+    hub_models = [*args.hub_model, *os.environ.get("TUNING_STUDIO_HUB_MODELS", "").split(",")]
+    hub_models = tuple(dict.fromkeys(name.strip() for name in hub_models if name.strip()))
     if not is_loopback(args.host) and not auth:
         print(f"Refusing to listen on {args.host} without a login: anyone on the network could "
               "use the studio. Add --auth USER:PASSWORD (or set TUNING_STUDIO_AUTH), or listen on "
@@ -117,16 +124,13 @@ def serve(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     _configure_logging(data_dir / "studio.log")
 
-    import gradio as gr
+    from studio.server import build_app, use_own_cache
+
+    use_own_cache(data_dir)  # before gradio is imported: see studio/server.py
     import uvicorn
-    from fastapi import FastAPI
 
     from storage.db import Store
-    from studio import api
-    from studio.app_ui import CSS, build_ui
     from studio.context import StudioContext
-    from studio.i18n import I18N
-    from studio.locale import LocaleMiddleware
     from training.runner import JobRunner
     from training.runtime import configure_threads
 
@@ -137,24 +141,8 @@ def serve(args: argparse.Namespace) -> int:
     try:
         ctx = StudioContext(data_dir=data_dir, store=store, runner=runner)
         ctx.prepare_bundled_in_background()
-        demo = build_ui(ctx).queue(default_concurrency_limit=4)
-        app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-        app.add_middleware(LocaleMiddleware)
-        api.install(app, ctx, api.ApiSettings(api_key=api_key))  # /v1beta, before the UI's "/"
-        app = gr.mount_gradio_app(
-            app, demo, path="/",
-            server_name=args.host,
-            server_port=args.port,
-            auth=auth or None,
-            max_file_size=ctx.limits.max_file_bytes,
-            i18n=I18N,
-            css=CSS,
-            show_error=True,
-            footer_links=["settings"],
-            run_history=False,
-            allowed_paths=[str(data_dir / "exports")],
-            ssr_mode=False,
-        )
+        app = build_app(ctx, host=args.host, port=args.port, auth=auth, api_key=api_key,
+                        hub_models=hub_models)
         print(f"Tuning Studio: http://{args.host}:{args.port}  (data in {data_dir}; "
               f"API at http://{args.host}:{args.port}/v1beta)", flush=True)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

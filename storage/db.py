@@ -288,6 +288,14 @@ class Store:
         with self.transaction() as db:
             return jobs.create_job(db, **fields)
 
+    def create_job_with_dataset(self, dataset_name: str, dataset: Dataset, *, format: str = "",
+                                note: str = "", **fields) -> tuple[DatasetVersion, Job]:
+        """Save ``dataset`` as a new version of ``dataset_name`` and create a queued job on it,
+        in one transaction: when the job cannot be created, no version is left behind."""
+        with self.transaction() as db:
+            version = datasets.save_dataset(db, dataset_name, dataset, format=format, note=note)
+            return version, jobs.create_job(db, dataset_version_id=version.id, **fields)
+
     def get_job(self, job_id: str) -> Job:
         return jobs.get_job(self.db, job_id)
 

@@ -28,11 +28,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from studio import api_shapes as shapes
-from studio.api_json import ApiError, invalid
+from studio.api_json import ApiError, parse_body
 from studio.api_service import ApiService
 from studio.context import StudioContext
 from training.config import ConfigError
-from training.errors import ConflictError, DatasetError, ModelError, NotFoundError, StudioError
+from training.errors import (
+    ConflictError, DatasetError, InvalidRequestError, ModelError, NotFoundError, StorageFullError,
+    StudioError,
+)
 from training.jobs import IllegalTransition
 from training.targets import Target
 
@@ -43,6 +46,8 @@ log = logging.getLogger("studio.api")
 class ApiSettings:
     api_key: str | None = None
     """When set, every request must carry it (``x-goog-api-key`` header or ``key`` parameter)."""
+    hub_models: tuple[str, ...] = ()
+    """Hugging Face model ids the API offers as base models besides the local ones."""
 
 
 def install(app: FastAPI, ctx: StudioContext, settings: ApiSettings = ApiSettings()) -> None:
@@ -84,7 +89,7 @@ def build_router(ctx: StudioContext, settings: ApiSettings) -> APIRouter:
                                                "started with (--api-key or TUNING_STUDIO_API_KEY).")
 
     router = APIRouter(prefix=shapes.API_PREFIX, dependencies=[Depends(check_key)])
-    api = ApiService(ctx)
+    api = ApiService(ctx, settings.hub_models)
 
     # ---- tuned models ----
 
@@ -152,7 +157,8 @@ def build_router(ctx: StudioContext, settings: ApiSettings) -> APIRouter:
     async def get_model(model_id: str):
         return await _call(api.get_model, model_id)
 
-    @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
+                                               "OPTIONS"],
                       include_in_schema=False)
     async def unknown(rest: str, request: Request):
         raise ApiError("NOT_FOUND", f"There is no {request.method} {request.url.path}: the API's "
@@ -162,14 +168,7 @@ def build_router(ctx: StudioContext, settings: ApiSettings) -> APIRouter:
 
 
 async def _json_body(request: Request):
-    data = await request.body()
-    if not data.strip():
-        return {}
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise invalid(f"Invalid JSON payload received: {error}. Send a JSON object with "
-                      "Content-Type: application/json.") from None
+    return parse_body(await request.body())
 
 
 async def _call(function, *args):
@@ -189,7 +188,9 @@ def _as_api_error(error: StudioError) -> ApiError:
         return ApiError("ALREADY_EXISTS", str(error))
     if isinstance(error, IllegalTransition):
         return ApiError("FAILED_PRECONDITION", str(error))
-    if isinstance(error, (DatasetError, ConfigError, ModelError)):
+    if isinstance(error, StorageFullError):
+        return ApiError("RESOURCE_EXHAUSTED", str(error), http_status=507)
+    if isinstance(error, (DatasetError, ConfigError, ModelError, InvalidRequestError)):
         return ApiError("INVALID_ARGUMENT", str(error))
     return ApiError("FAILED_PRECONDITION", str(error))
 

@@ -5,6 +5,8 @@ spelling (``textInput`` or ``text_input``)."""
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import replace
 from typing import Mapping, Sequence
 
@@ -26,14 +28,12 @@ RPC_CODE = {
 class ApiError(Exception):
     """A request the API refuses: Google's status name and a message naming the field."""
 
-    def __init__(self, status: str, message: str):
+    def __init__(self, status: str, message: str, http_status: int | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
-
-    @property
-    def http_status(self) -> int:
-        return HTTP_STATUS[self.status]
+        self.http_status = http_status or HTTP_STATUS[status]
+        """Google's code for the status, unless the studio has a truer one (507: disk full)."""
 
     def to_json(self) -> dict:
         return {"error": {"code": self.http_status, "message": self.message, "status": self.status}}
@@ -44,6 +44,83 @@ def invalid(message: str) -> ApiError:
 
 
 # --- reading a request's JSON ------------------------------------------------------------------
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of objects and lists in a request body (Google's deepest request is under 10)."""
+
+MAX_INTEGER_DIGITS = 20
+"""Longest whole number in a request body (a signed 64-bit integer has at most 19 digits)."""
+
+
+def parse_body(data: bytes):
+    """The one reader of every request body: JSON whose every value the studio can hold, or
+    ApiError (INVALID_ARGUMENT) naming the place that is not. Refused: malformed JSON, nesting
+    deeper than MAX_JSON_DEPTH, whole numbers longer than MAX_INTEGER_DIGITS digits, NaN and
+    Infinity, and text with lone surrogates (``\\ud800``), which no UTF-8 file or tokenizer takes.
+    An empty body is ``{}``."""
+    if not data.strip():
+        return {}
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise invalid(f"Invalid JSON payload received: the body is not UTF-8 ({error.reason} at "
+                      f"byte {error.start}). Send a JSON object encoded as UTF-8.") from None
+    try:
+        body = json.loads(text, parse_constant=_no_constant)
+    except ApiError:
+        raise
+    except RecursionError:
+        raise invalid(f"Invalid JSON payload received: objects and lists are nested more than "
+                      f"{MAX_JSON_DEPTH} levels deep. Send the request's documented shape.") from None
+    except ValueError as error:
+        if "integer string conversion" in str(error):  # Python's own bound, 4300 digits
+            raise invalid(f"Invalid JSON payload received: a whole number has thousands of "
+                          f"digits: numbers here have at most {MAX_INTEGER_DIGITS}.") from None
+        raise invalid(f"Invalid JSON payload received: {error}. Send a JSON object with "
+                      "Content-Type: application/json.") from None
+    _check_values(body)
+    return body
+
+
+def _no_constant(name: str):
+    raise invalid(f"Invalid JSON payload received: {name} is not a JSON number. Send a finite "
+                  "number.")
+
+
+def _check_values(body) -> None:
+    """Walk the parsed body (without recursion) for nesting deeper than MAX_JSON_DEPTH, text a
+    UTF-8 file cannot hold and floats that overflowed to infinity; ApiError naming the path."""
+    pending = [("", body, 0)]
+    while pending:
+        path, value, depth = pending.pop()
+        if isinstance(value, (dict, list)) and depth >= MAX_JSON_DEPTH:
+            raise invalid(f"{path or 'The request body'} is nested more than {MAX_JSON_DEPTH} "
+                          "levels deep: send the request's documented shape.")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key, f"A field name in {path or 'the request body'}")
+                pending.append((f"{path}.{camel(key)}" if path else camel(key), item, depth + 1))
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{index}]", item, depth + 1)
+                           for index, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(value, path or "The request body")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise invalid(f"{path or 'The request body'} is too large a number: send a finite "
+                          "number.")
+        elif isinstance(value, int) and abs(value) >= 10 ** MAX_INTEGER_DIGITS:
+            raise invalid(f"{path or 'The request body'} is a whole number of "
+                          f"{len(str(abs(value)))} digits: numbers here have at most "
+                          f"{MAX_INTEGER_DIGITS}.")
+
+
+def _check_text(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise invalid(f"{where} holds a lone surrogate (\\u{ord(text[error.start]):04x} at "
+                      f"character {error.start + 1}), which is not text: send valid Unicode."
+                      ) from None
 
 
 def check_keys(obj, path: str, known: Sequence[str], ignored: Sequence[str] = ()) -> dict:
@@ -81,13 +158,16 @@ def number_value(obj: Mapping, key: str, path: str, *, whole: bool = False) -> f
     where = f"{path}.{key}" if path else key
     if value is None:
         return None
-    if isinstance(value, str) and whole:  # proto3 JSON may write int64 as a string
-        try:
+    if isinstance(value, str) and whole and len(value) <= MAX_INTEGER_DIGITS + 1:
+        try:  # proto3 JSON may write int64 as a string
             value = int(value)
         except ValueError:
             pass
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise invalid(f"{where} must be a {'whole ' if whole else ''}number, not {_kind(value)}.")
+    if isinstance(value, int) and abs(value) >= 10 ** MAX_INTEGER_DIGITS:
+        raise invalid(f"{where} has {len(str(abs(value)))} digits: use at most "
+                      f"{MAX_INTEGER_DIGITS}.")
     if whole:
         if not float(value).is_integer():
             raise invalid(f"{where} is {value}: use a whole number.")

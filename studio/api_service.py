@@ -17,7 +17,8 @@ from training.errors import ConflictError, ModelError, NotFoundError, StudioErro
 from training.generation import (
     BASE_DEFAULTS, GenerationParams, load_generation_defaults, save_generation_defaults,
 )
-from training.runner import JobRequest
+from training.job_request import JobRequest, NewDataset
+from training.jobs import check_tuned_model_id
 from training.targets import Target, tuned_dir
 
 DELETE_WAIT_S = 30.0
@@ -27,8 +28,10 @@ DELETE_WAIT_S = 30.0
 class ApiService:
     """The blocking work behind each route (run in worker threads)."""
 
-    def __init__(self, ctx: StudioContext):
+    def __init__(self, ctx: StudioContext, hub_models: tuple[str, ...] = ()):
         self.ctx = ctx
+        self.hub_models = hub_models
+        """Hugging Face ids the API may name as base models (``--hub-model``)."""
 
     @property
     def runner(self):
@@ -39,44 +42,38 @@ class ApiService:
     # ---- tuned models ----
 
     def create(self, body, tuned_model_id: str | None) -> dict:
+        """Queue a tuning job on the inline examples. Everything is checked before anything is
+        written, and the examples and the job are saved together: a refused request leaves no
+        dataset behind."""
         request = shapes.parse_create(body, tuned_model_id)
-        self._check_dataset(request)
-        request.config.check(has_eval_set=False)
-        store = self.ctx.store
         if tuned_model_id is not None:
+            check_tuned_model_id(tuned_model_id)
             try:
-                store.get_job(tuned_model_id)
+                self.ctx.store.get_job(tuned_model_id)
                 raise ConflictError(f"tunedModels/{tuned_model_id} already exists: choose another "
                                     "tunedModelId, or delete that model first.")
             except NotFoundError:
                 pass
-        version = store.save_dataset(f"{request.display_name} (API)", request.dataset,
-                                     format="gemini_api", note="examples sent to POST /v1beta/tunedModels")
-        job = self.runner.submit(JobRequest(
-            display_name=request.display_name, description=request.description,
-            base_model=request.base_model, dataset_version_id=version.id, config=request.config,
-            tuned_model_id=tuned_model_id))
+        base = self._base_ref(request.base_model, field="baseModel")
+        try:
+            job = self.runner.submit(JobRequest(
+                display_name=request.display_name, description=request.description,
+                base_model=base.name, dataset_version_id=None, config=request.config,
+                tuned_model_id=tuned_model_id,
+                new_dataset=NewDataset(f"{request.display_name} (API)", request.dataset,
+                                       format="gemini_api",
+                                       note="examples sent to POST /v1beta/tunedModels")))
+        except StudioError as error:
+            where = _CREATE_FIELDS.get(error.field)
+            if where is None:
+                raise
+            raise invalid(f"{where}: {error}") from None
         defaults = {k: v for k, v in (("temperature", request.temperature),
                                       ("top_p", request.top_p), ("top_k", request.top_k))
                     if v is not None}
         if defaults:
             self._save_defaults(job.id, defaults)
         return shapes.operation_json(job, [], self._defaults(job.id))
-
-    def _check_dataset(self, request: shapes.CreateRequest) -> None:
-        from training.validation import validate
-
-        report = validate(request.dataset, self.ctx.limits)
-        if not report.ok:
-            errors = report.errors
-            more = f" ({len(errors) - 1} more problem(s) after it)" if len(errors) > 1 else ""
-            raise invalid(f"tuningTask.trainingData: {errors[0].message}{more}")
-        from training.job_request import check_base_model
-
-        try:
-            check_base_model(request.base_model, self.ctx.data_dir)
-        except StudioError as error:
-            raise invalid(f"baseModel 'models/{request.base_model}': {error}") from None
 
     def list_tuned(self, page_size, page_token, filter_text) -> dict:
         jobs = self.ctx.store.list_jobs()
@@ -144,20 +141,33 @@ class ApiService:
     # ---- base models ----
 
     def list_models(self, page_size, page_token) -> dict:
-        refs = models.list_base_models(self.ctx.data_dir)
+        refs = self._base_refs()
         return shapes.listing("models", refs, page_size, page_token, self._model_json)
 
     def get_model(self, model_id: str) -> dict:
         return self._model_json(self._base_ref(model_id))
 
-    def _base_ref(self, model_id: str) -> models.ModelRef:
-        for ref in models.list_base_models(self.ctx.data_dir):
+    def _base_refs(self) -> list[models.ModelRef]:
+        """The base models the API offers: the bundled one, the folders in data/models, and the
+        hub ids the studio was started with. Never an arbitrary path: that stays a choice of the
+        machine's owner in the UI and the command line."""
+        refs = models.list_base_models(self.ctx.data_dir)
+        known = {ref.name.lower() for ref in refs}
+        refs += [models.ModelRef(hub_id, hub_id, "hub") for hub_id in self.hub_models
+                 if hub_id.lower() not in known]
+        return refs
+
+    def _base_ref(self, model_id: str, field: str | None = None) -> models.ModelRef:
+        refs = self._base_refs()
+        for ref in refs:
             if ref.name.lower() == model_id.lower():
                 return ref
-        try:
-            return models.resolve_model(model_id, self.ctx.data_dir)
-        except StudioError as error:
-            raise ApiError("NOT_FOUND", f"There is no base model models/{model_id}: {error}") from None
+        shown = model_id if len(model_id) <= 100 else model_id[:100] + "..."
+        message = (f"'{shown}' is not a base model of this studio: use one of "
+                   f"{', '.join(ref.name for ref in refs)} (GET /v1beta/models lists them).")
+        if field:
+            raise invalid(f"{field} 'models/{shown}': {message}")
+        raise ApiError("NOT_FOUND", f"There is no base model models/{shown}: {message}")
 
     def _model_json(self, ref: models.ModelRef) -> dict:
         kind = {"bundled": "bundled with the studio", "local": "a local folder",
@@ -213,6 +223,11 @@ class ApiService:
         params = api_content.parse_generation_config(config, target.defaults)
         name = f"tunedModels/{target.name}" if target.is_tuned else f"models/{target.name}"
         return api_content.request_for(target, conversation, name), params, name
+
+
+_CREATE_FIELDS = {"dataset": "tuningTask.trainingData", "base_model": "baseModel",
+                  "description": "description", "config": "tuningTask.hyperparameters"}
+"""The request field a job check's ``StudioError.field`` stands for."""
 
 
 def _filtered(jobs: list, filter_text: str) -> list:

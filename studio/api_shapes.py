@@ -301,6 +301,8 @@ def page(items: list, page_size, page_token: str | None) -> tuple[list, str | No
     if page_token:
         try:
             start = int(base64.urlsafe_b64decode(page_token.encode()).decode().removeprefix("o:"))
+            if start < 0:
+                raise ValueError(start)
         except (ValueError, UnicodeDecodeError):
             raise invalid(f"pageToken '{page_token}' is not one this server gave: use the "
                           "nextPageToken of the previous page, or leave it out.") from None

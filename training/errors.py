@@ -6,7 +6,17 @@ The studio turns them into ``gr.Error`` at the handler edge; the command line pr
 
 
 class StudioError(Exception):
-    """Base class: the message is shown to the user as it is."""
+    """Base class: the message is shown to the user as it is. ``field`` names the part of a
+    request it concerns (``dataset``, ``base_model``, ``description``...), for callers such as the
+    API that name that part in their own words."""
+
+    def __init__(self, *args, field: str | None = None):
+        super().__init__(*args)
+        self.field = field
+
+
+class InvalidRequestError(StudioError):
+    """A name, id or text in a request is not allowed as given (too long, wrong characters)."""
 
 
 class UnreadableFileError(StudioError):
@@ -23,6 +33,10 @@ class ModelError(StudioError):
 
 class NotFoundError(StudioError):
     """A stored object (dataset, version, model) does not exist."""
+
+
+class StorageFullError(StudioError):
+    """The disk holding the data folder has no room left for what the studio must write."""
 
 
 class TrainingError(StudioError):

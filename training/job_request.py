@@ -1,7 +1,7 @@
 """What a new tuning job asks for, and the checks made before it is queued.
 
 ``check_request`` raises a StudioError naming the first problem: a dataset version that does not
-exist or has errors in its validation report, unusable settings, an evaluation set of the wrong
+exist or has errors in its validation report (or inline examples with errors), unusable settings, an evaluation set of the wrong
 size, a base model that cannot be found. It reads the store but writes nothing, and it does not
 load a tokenizer or a model, so submitting returns at once.
 """
@@ -14,11 +14,23 @@ from pathlib import Path
 from storage.db import Store
 from training import models
 from training.config import TuningConfig
-from training.errors import DatasetError
-from training.jobs import check_display_name, check_tuned_model_id
+from training.dataset import Dataset
+from training.errors import DatasetError, ModelError
+from training.jobs import check_description, check_display_name, check_tuned_model_id
 from training.limits import DatasetLimits
 from training.report import Report
 from training.validation import validate
+
+
+@dataclass(frozen=True)
+class NewDataset:
+    """Examples that arrive with the request (the API's inline examples): saved as a new dataset
+    version together with the job, in one transaction, or not at all."""
+
+    name: str
+    dataset: Dataset
+    format: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -26,22 +38,31 @@ class JobRequest:
     display_name: str
     description: str
     base_model: str
-    dataset_version_id: int
+    dataset_version_id: int | None
+    """A saved dataset version; None when ``new_dataset`` brings the examples."""
     config: TuningConfig = TuningConfig()
     eval_dataset_version_id: int | None = None
     """A separate evaluation dataset (10-250 rows) instead of rows split off the training set."""
     tuned_model_id: str | None = None
     """The id the caller chose (the API's ``tunedModelId``); None derives it from the name."""
+    new_dataset: NewDataset | None = None
+    """Examples to save with the job, instead of ``dataset_version_id``."""
 
 
 def check_request(store: Store, data_dir: Path, request: JobRequest, limits: DatasetLimits) -> None:
     """Raise a StudioError naming what would stop ``request`` from training."""
     check_display_name(request.display_name)
+    check_description(request.description)
     if request.tuned_model_id is not None:
         check_tuned_model_id(request.tuned_model_id)
-    version = store.get_dataset_version(request.dataset_version_id)
-    _check_dataset(version, validate(version.dataset, limits), "dataset")
-    examples = len(version.dataset.examples)
+    if request.new_dataset is not None:
+        dataset = request.new_dataset.dataset
+        _check_new_dataset(validate(dataset, limits))
+    else:
+        version = store.get_dataset_version(request.dataset_version_id)
+        _check_dataset(version, validate(version.dataset, limits), "dataset")
+        dataset = version.dataset
+    examples = len(dataset.examples)
     eval_id, eval_rows = request.eval_dataset_version_id, request.config.eval_rows
     if eval_id is not None:
         if eval_rows:
@@ -60,11 +81,15 @@ def check_request(store: Store, data_dir: Path, request: JobRequest, limits: Dat
 def check_base_model(name: str, data_dir: Path) -> None:
     """ModelError when the base model cannot be found; the bundled model is not prepared here
     (that takes 20 s: the job does it when it starts)."""
-    if name.strip() == models.BUNDLED_MODEL:
-        if not (models.models_dir(data_dir) / models.BUNDLED_MODEL).is_dir():
-            models.bundled_gguf_path()  # raises with the install command when missing
-        return
-    models.resolve_model(name, data_dir)
+    try:
+        if name.strip() == models.BUNDLED_MODEL:
+            if not (models.models_dir(data_dir) / models.BUNDLED_MODEL).is_dir():
+                models.bundled_gguf_path()  # raises with the install command when missing
+            return
+        models.resolve_model(name, data_dir)
+    except ModelError as error:
+        error.field = "base_model"
+        raise
 
 
 def _check_eval_dataset(store: Store, version_id: int, limits: DatasetLimits) -> None:
@@ -76,6 +101,13 @@ def _check_eval_dataset(store: Store, version_id: int, limits: DatasetLimits) ->
             f"examples: use one with {low} to {high}.")
     _check_dataset(version, validate(version.dataset, replace(limits, min_examples=0)),
                    "evaluation dataset")
+
+
+def _check_new_dataset(report: Report) -> None:
+    if not report.ok:
+        errors = report.errors
+        more = f" ({len(errors) - 1} more problem(s) after it)" if len(errors) > 1 else ""
+        raise DatasetError(f"{errors[0].message}{more}", field="dataset")
 
 
 def _check_dataset(version, report: Report, what: str) -> None:

@@ -22,7 +22,7 @@ import re
 import unicodedata
 from typing import Collection, Literal
 
-from training.errors import StudioError
+from training.errors import InvalidRequestError, StudioError
 
 JobState = Literal["queued", "running", "cancelling", "cancelled", "succeeded", "failed", "interrupted"]
 JobEvent = Literal["start", "finish", "fail", "cancel", "cancelled", "interrupt", "resume"]
@@ -42,6 +42,9 @@ FINAL_STATES: frozenset[JobState] = frozenset({"succeeded", "failed", "cancelled
 
 MAX_DISPLAY_NAME_CHARS = 40
 """Gemini's limit on a tuned model's display name."""
+
+MAX_DESCRIPTION_CHARS = 2_000
+"""Longest description of a tuned model (a few paragraphs; the list pages show it whole)."""
 
 MAX_ID_CHARS = 40
 """Tuned-model ids match ``[a-z]([a-z0-9-]{0,38}[a-z0-9])?``: 1 to 40 characters."""
@@ -134,22 +137,31 @@ def check_display_name(display_name: str) -> str:
     """The display name stripped of surrounding spaces; StudioError if empty or too long."""
     name = display_name.strip()
     if not name:
-        raise StudioError(
+        raise InvalidRequestError(
             f"The display name is empty: type a name of 1 to {MAX_DISPLAY_NAME_CHARS} characters."
         )
     if len(name) > MAX_DISPLAY_NAME_CHARS:
-        raise StudioError(
+        raise InvalidRequestError(
             f"The display name is {len(name)} characters long: shorten it to at most "
             f"{MAX_DISPLAY_NAME_CHARS}."
         )
     return name
 
 
+def check_description(description: str) -> str:
+    """InvalidRequestError when the description is longer than MAX_DESCRIPTION_CHARS."""
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        raise InvalidRequestError(
+            f"The description is {len(description)} characters long: shorten it to at most "
+            f"{MAX_DESCRIPTION_CHARS}.", field="description")
+    return description
+
+
 def check_tuned_model_id(model_id: str) -> str:
     """A tuned-model id chosen by the caller (the API's ``tunedModelId``), as the Gemini API
     allows it: lowercase letters, digits and '-', starting with a letter, 1-40 characters."""
     if not TUNED_MODEL_ID_RE.fullmatch(model_id or ""):
-        raise StudioError(
+        raise InvalidRequestError(
             f"The tuned model id '{model_id}' is not allowed: use 1 to {MAX_ID_CHARS} lowercase "
             "letters, digits and '-', starting with a letter and not ending with '-'.")
     return model_id

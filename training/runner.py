@@ -121,11 +121,17 @@ class JobRunner:
         """Check the request and queue the job; returns at once (StudioError naming the problem
         when the dataset, settings or base model cannot be used)."""
         check_request(self.store, self.data_dir, request, self.limits)
-        eval_id = request.eval_dataset_version_id
-        job = self.store.create_job(
+        fields = dict(
             display_name=request.display_name, description=request.description,
-            base_model=request.base_model.strip(), dataset_version_id=request.dataset_version_id,
-            config=request.config, eval_dataset_version_id=eval_id, job_id=request.tuned_model_id)
+            base_model=request.base_model.strip(), config=request.config,
+            eval_dataset_version_id=request.eval_dataset_version_id,
+            job_id=request.tuned_model_id)
+        new = request.new_dataset
+        if new is not None:  # the examples and the job are saved together, or neither
+            _, job = self.store.create_job_with_dataset(
+                new.name, new.dataset, format=new.format, note=new.note, **fields)
+        else:
+            job = self.store.create_job(dataset_version_id=request.dataset_version_id, **fields)
         job = self._with_planned_steps(job)
         self._submitted.add(job.id)
         self._wake.set()
