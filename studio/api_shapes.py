@@ -32,7 +32,7 @@ from studio.api_json import (
 )
 from training.dataset import Dataset, Example
 from training.generation import GenerationParams
-from training.jobs import MAX_DISPLAY_NAME_CHARS
+from training.jobs import MAX_DESCRIPTION_CHARS, MAX_DISPLAY_NAME_CHARS
 from training.json_formats import GEMINI_PAIRS_TEMPLATE
 from training.progress import StepMetrics
 
@@ -92,7 +92,7 @@ def parse_create(body, tuned_model_id: str | None) -> CreateRequest:
     defaults = _generation_defaults(body, "")
     return CreateRequest(
         display_name=display_name or tuned_model_id or "Tuned model",
-        description=text_value(body, "description", "") or "",
+        description=text_value(body, "description", "", max_chars=MAX_DESCRIPTION_CHARS) or "",
         base_model=base.removeprefix("models/"),
         config=_hyperparameters(task.get("hyperparameters")),
         dataset=_training_data(task.get("trainingData")),
@@ -166,7 +166,8 @@ def parse_patch(body, update_mask: str | None) -> dict:
             raise invalid(f"displayName must be 1 to {MAX_DISPLAY_NAME_CHARS} characters.")
         changes["display_name"] = name
     if "description" in mask:
-        changes["description"] = text_value(body, "description", "") or ""
+        changes["description"] = text_value(body, "description", "",
+                                            max_chars=MAX_DESCRIPTION_CHARS) or ""
     defaults = _generation_defaults(body, "")
     for key, (name, _) in _GENERATION_DEFAULTS.items():
         if key in mask:
