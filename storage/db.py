@@ -30,6 +30,7 @@ from sqlite_utils import Database
 from storage import datasets, jobs
 from storage.datasets import DatasetSummary, DatasetVersion, DatasetVersionInfo, Upload
 from storage.jobs import Job, LogLine
+from storage.disk_space import full_disk_as_error
 from storage.files import DATABASE_FILE_NAME, UPLOADS_DIR_NAME
 from training.dataset import Dataset
 from training.errors import StudioError
@@ -221,8 +222,9 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Database]:
-        """A BEGIN IMMEDIATE transaction on this thread's connection."""
-        with immediate(self.db) as db:
+        """A BEGIN IMMEDIATE transaction on this thread's connection. A full disk raises
+        ``StorageFullError`` naming the data folder and the space left; nothing is written."""
+        with full_disk_as_error(self.data_dir), immediate(self.db) as db:
             yield db
 
     def close(self) -> None:

@@ -6,11 +6,19 @@ import os
 import tempfile
 from pathlib import Path
 
+from storage.disk_space import full_disk_as_error
+
 
 def write_file_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so a
-    crash leaves either the old state or the complete file, never a partial one."""
+    crash leaves either the old state or the complete file, never a partial one. A full disk
+    raises ``StorageFullError`` naming the folder and the space left."""
     path = Path(path)
+    with full_disk_as_error(path.parent):
+        _write(path, data)
+
+
+def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
     try:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
 
+from storage.disk_space import free_mb, is_disk_full, no_space_message
 from training.errors import ModelError
 
 try:
@@ -102,35 +103,93 @@ def prepare_bundled_model(data_dir: Path) -> Path:
     The conversion writes a hidden temporary folder beside the target and renames it into
     place, so a crash leaves either nothing or a complete folder. A file lock makes concurrent
     callers (threads or processes) wait for one conversion; leftovers of crashed runs are
-    removed under that lock."""
+    removed under that lock. A failed conversion is remembered: later calls raise the same
+    error at once, until the GGUF file changes or the disk has PREPARE_RETRY_MB more free."""
     target = models_dir(data_dir) / BUNDLED_MODEL
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(target.parent / f".{BUNDLED_MODEL}.lock"):
-        for leftover in target.parent.glob(f"{_TMP_PREFIX}*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        if _is_prepared(target):
-            return target
-        gguf = bundled_gguf_path()
-        staging = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=target.parent))
-        try:
-            _convert_gguf(gguf, staging)
-            staging.chmod(0o755)  # mkdtemp makes it private to this user
-            if target.exists():  # an incomplete folder someone edited by hand
-                shutil.rmtree(target)
-            staging.rename(target)
-        except ModelError:
-            shutil.rmtree(staging, ignore_errors=True)
+    if _is_prepared(target):
+        return target
+    gguf = bundled_gguf_path()
+    failure = _failed_preparations.get(target)
+    if failure is not None and failure.still_applies(gguf, target.parent):
+        raise ModelError(str(failure.error)) from failure.error
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _exclusive_lock(target.parent / f".{BUNDLED_MODEL}.lock"):
+            for leftover in target.parent.glob(f"{_TMP_PREFIX}*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+            if not _is_prepared(target):
+                _convert_into(gguf, target)
+    except (ModelError, OSError) as error:
+        if isinstance(error, OSError) and not is_disk_full(error):
             raise
-        except Exception as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise ModelError(
-                f"The bundled model {BUNDLED_MODEL} could not be prepared ({_first_line(exc)}): "
-                f"check that {target.parent} is writable and has 1 GB free, then try again."
-            ) from exc
-        except BaseException:  # KeyboardInterrupt: leave nothing half-written
-            shutil.rmtree(staging, ignore_errors=True)
+        failure = error if isinstance(error, ModelError) else _no_space_error(target)
+        _failed_preparations[target] = _PreparationFailure.now(failure, gguf, target.parent)
+        if failure is error:
             raise
+        raise failure from error
+    _failed_preparations.pop(target, None)
     return target
+
+
+PREPARE_RETRY_MB = 100
+"""After a failed preparation, how much more free space makes the next request try again."""
+
+PREPARED_SIZE_MB = 700
+"""About what the prepared bundled model and its conversion need on disk."""
+
+
+@dataclass(frozen=True)
+class _PreparationFailure:
+    error: ModelError
+    gguf_stamp: tuple[int, int]
+    free_mb: int
+
+    @classmethod
+    def now(cls, error: ModelError, gguf: Path, folder: Path) -> "_PreparationFailure":
+        return cls(error, _stamp(gguf), free_mb(folder))
+
+    def still_applies(self, gguf: Path, folder: Path) -> bool:
+        """Nothing that could make a new attempt succeed has changed."""
+        return _stamp(gguf) == self.gguf_stamp and free_mb(folder) < self.free_mb + PREPARE_RETRY_MB
+
+
+_failed_preparations: dict[Path, _PreparationFailure] = {}
+
+
+def _no_space_error(target: Path) -> ModelError:
+    return ModelError(no_space_message(target.parent, (
+        f"the bundled model {BUNDLED_MODEL} needs about {PREPARED_SIZE_MB} MB there; free some "
+        "space, then try again")))
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _convert_into(gguf: Path, target: Path) -> None:
+    """Convert ``gguf`` into a hidden folder beside ``target``, then rename it into place."""
+    staging = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=target.parent))
+    try:
+        _convert_gguf(gguf, staging)
+        staging.chmod(0o755)  # mkdtemp makes it private to this user
+        if target.exists():  # an incomplete folder someone edited by hand
+            shutil.rmtree(target)
+        staging.rename(target)
+    except ModelError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    except Exception as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if is_disk_full(exc):
+            raise _no_space_error(target) from exc
+        raise ModelError(
+            f"The bundled model {BUNDLED_MODEL} could not be prepared ({_first_line(exc)}): "
+            f"check that {target.parent} is writable and has 1 GB free, then try again."
+        ) from exc
+    except BaseException:  # KeyboardInterrupt: leave nothing half-written
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _is_prepared(folder: Path) -> bool:

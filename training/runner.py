@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from storage.db import Store
+from storage.disk_space import is_disk_full, no_space_message
 from storage.jobs import Job
 from training import models
 from training.atomic import write_file_atomic
 from training.batching import steps_per_epoch
 from training.config import TuningConfig
-from training.errors import NotFoundError, StudioError
+from training.errors import NotFoundError, StorageFullError, StudioError
 from training.job_request import JobRequest, check_request
 from training.job_sink import StopCheck, StoreSink, relative_to
 from training.jobs import ACTIVE_STATES, FINAL_STATES, IllegalTransition
@@ -68,6 +69,7 @@ class JobRunner:
         self._owner = process_owner()
         self._submitted: set[str] = set()
         self._cancel_requested: set[str] = set()
+        self._unrecorded: list[Callable[[], None]] = []
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -166,8 +168,15 @@ class JobRunner:
         return job
 
     def delete(self, job_id: str) -> None:
-        """Remove the job, its progress rows and its files (refused while it trains)."""
-        self.store.delete_job(job_id)
+        """Remove the job, its progress rows and its files (refused while it trains). On a disk
+        too full to record the deletion, the files go first to make room."""
+        try:
+            self.store.delete_job(job_id)
+        except StorageFullError:
+            if self.store.get_job(job_id).state in ACTIVE_STATES:
+                raise
+            shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+            self.store.delete_job(job_id)
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
         self._job_lock_path(job_id).unlink(missing_ok=True)
 
@@ -210,7 +219,11 @@ class JobRunner:
         try:
             while not self._stopping.is_set():
                 try:
+                    self._record_pending()
                     ran = self._run_next()
+                except StorageFullError as error:  # wait for room; no traceback every second
+                    log.warning("the job runner waits for disk space: %s", error)
+                    ran = False
                 except Exception:  # keep the runner alive: a database hiccup must not end it
                     log.exception("the job runner failed to start a job; retrying")
                     ran = False
@@ -249,14 +262,35 @@ class JobRunner:
                          lambda: self._stopping.is_set() or job.id in self._cancel_requested)
         try:
             result = self._train(job, stop)
-        except StudioError as error:
-            self._fail(job.id, str(error))
         except Exception as error:
-            first_line = (str(error).strip().splitlines() or [""])[0][:300]
-            self._fail(job.id, f"Training failed ({type(error).__name__}: {first_line}); the "
-                               "traceback is in the job's log.")
+            message, trace = self._failure_message(error), traceback.format_exc().rstrip()
+            self._record(lambda: self._fail(job.id, message, trace))
         else:
-            self._finish(job.id, result)
+            self._record(lambda: self._finish(job.id, result))
+
+    def _failure_message(self, error: Exception) -> str:
+        if is_disk_full(error):
+            return no_space_message(self.data_dir, "free some space, then resume the job")
+        if isinstance(error, StudioError):
+            return str(error)
+        first_line = (str(error).strip().splitlines() or [""])[0][:300]
+        return (f"Training failed ({type(error).__name__}: {first_line}); the traceback is in "
+                "the job's log.")
+
+    def _record(self, write: Callable[[], None]) -> None:
+        """Write a job's outcome; when the disk is too full even for that, keep it and write it
+        as soon as there is room again (the runner retries every poll interval)."""
+        try:
+            write()
+        except StorageFullError as error:
+            log.error("%s; the job's outcome is written when there is room again", error)
+            self._unrecorded.append(write)
+
+    def _record_pending(self) -> None:
+        while self._unrecorded:
+            write = self._unrecorded[0]
+            write()  # StorageFullError: still no room, try again at the next poll
+            self._unrecorded.pop(0)
 
     def _train(self, job: Job, stop: StopCheck) -> TrainResult:
         version = self.store.get_dataset_version(job.dataset_version_id)
@@ -305,10 +339,10 @@ class JobRunner:
                                           "job resumes from its last checkpoint when the studio "
                                           "starts again.")
 
-    def _fail(self, job_id: str, message: str) -> None:
-        log.warning("job %s failed: %s", job_id, message, exc_info=True)
+    def _fail(self, job_id: str, message: str, trace: str) -> None:
+        log.warning("job %s failed: %s\n%s", job_id, message, trace)
         with self.store.transaction():
-            self.store.append_log(job_id, traceback.format_exc().rstrip())
+            self.store.append_log(job_id, trace)
             self.store.append_log(job_id, f"Failed: {message}")
             self.store.change_job_state(job_id, "fail", error=message)
 
