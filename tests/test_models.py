@@ -120,11 +120,11 @@ def test_two_threads_preparing_at_once_convert_once(data_dir, monkeypatch):
 
 
 def test_failed_conversion_leaves_nothing_and_says_what_to_check(data_dir, monkeypatch):
-    fake_conversion(monkeypatch, fail_with=OSError("No space left on device"))
+    fake_conversion(monkeypatch, fail_with=PermissionError("Permission denied"))
     with pytest.raises(ModelError) as error:
         prepare_bundled_model(data_dir)
     assert str(error.value) == (
-        "The bundled model SmolLM2-135M-Instruct could not be prepared (No space left on device): "
+        "The bundled model SmolLM2-135M-Instruct could not be prepared (Permission denied): "
         f"check that {data_dir / 'models'} is writable and has 1 GB free, then try again."
     )
     assert leftovers(data_dir) == []

@@ -106,24 +106,27 @@ def prepare_bundled_model(data_dir: Path) -> Path:
     removed under that lock. A failed conversion is remembered: later calls raise the same
     error at once, until the GGUF file changes or the disk has PREPARE_RETRY_MB more free."""
     target = models_dir(data_dir) / BUNDLED_MODEL
-    if _is_prepared(target):
-        return target
-    gguf = bundled_gguf_path()
     failure = _failed_preparations.get(target)
-    if failure is not None and failure.still_applies(gguf, target.parent):
-        raise ModelError(str(failure.error)) from failure.error
+    if failure is not None and not _is_prepared(target):
+        gguf = bundled_gguf_path()
+        if failure.still_applies(gguf, target.parent):
+            raise ModelError(str(failure.error)) from failure.error
+    gguf = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with _exclusive_lock(target.parent / f".{BUNDLED_MODEL}.lock"):
             for leftover in target.parent.glob(f"{_TMP_PREFIX}*"):
                 shutil.rmtree(leftover, ignore_errors=True)
-            if not _is_prepared(target):
-                _convert_into(gguf, target)
+            if _is_prepared(target):
+                return target
+            gguf = bundled_gguf_path()
+            _convert_into(gguf, target)
     except (ModelError, OSError) as error:
         if isinstance(error, OSError) and not is_disk_full(error):
             raise
         failure = error if isinstance(error, ModelError) else _no_space_error(target)
-        _failed_preparations[target] = _PreparationFailure.now(failure, gguf, target.parent)
+        if gguf is not None:  # a failed conversion, not a missing package
+            _failed_preparations[target] = _PreparationFailure.now(failure, gguf, target.parent)
         if failure is error:
             raise
         raise failure from error
