@@ -27,7 +27,7 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see training/models.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see training/tuning/runtime.py
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -66,14 +66,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     validate.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                           help="folder holding prepared base models (default ./data)")
 
-    from training.cli_tune import add_arguments
+    from training.cli.tune import add_arguments
 
     tune = commands.add_parser("tune", help="tune a model on a dataset file, in the terminal")
     add_arguments(tune)
     tune.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                       help="the studio's data folder: the library the model goes into (default ./data)")
 
-    from training import cli_generate
+    from training.cli import generate as cli_generate
 
     generate = commands.add_parser("generate", help="answer a prompt with a base or tuned model")
     cli_generate.add_arguments(generate)
@@ -120,9 +120,11 @@ def serve(args: argparse.Namespace) -> int:
               "on 127.0.0.1.", file=sys.stderr)
         return 2
 
+    from training.core.layout import log_file
+
     data_dir = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    _configure_logging(data_dir / "studio.log")
+    _configure_logging(log_file(data_dir))
 
     from studio.server import build_app, use_own_cache
 
@@ -131,8 +133,8 @@ def serve(args: argparse.Namespace) -> int:
 
     from storage.db import Store
     from studio.context import StudioContext
-    from training.runner import JobRunner
-    from training.runtime import configure_threads
+    from training.jobs.runner import JobRunner
+    from training.tuning.runtime import configure_threads
 
     configure_threads()
     store = Store(data_dir)
@@ -152,8 +154,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def validate(args: argparse.Namespace) -> int:
-    from training.errors import StudioError
-    from training.validation import validate_file
+    from training.core.errors import StudioError
+    from training.data.validation import validate_file
 
     tokenizer = None
     try:
@@ -184,7 +186,7 @@ def _load_tokenizer(model: str | None, data_dir: Path):
     from training import models
 
     name = model or models.BUNDLED_MODEL
-    if name == models.BUNDLED_MODEL and not (models.models_dir(data_dir) / name).exists():
+    if name == models.BUNDLED_MODEL and not models.bundled_folder(data_dir).exists():
         print("Preparing the bundled base model (first run only, about 20 s)…", file=sys.stderr)
         models.prepare_bundled_model(data_dir)
     return models.load_tokenizer(models.resolve_model(name, data_dir))
@@ -203,13 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         return validate(args)
     if args.command == "tune":
-        from training.cli_tune import tune
+        from training.cli.tune import tune
 
         data_dir = args.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         return tune(args, data_dir)
     if args.command == "generate":
-        from training.cli_generate import run
+        from training.cli.generate import run
 
         data_dir = args.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ process with the same threads, interleaved prompt by prompt so a busy machine sl
 
 - plain: ``AutoModelForCausalLM`` in float32 + ``PeftModel.from_pretrained`` (adapter unmerged),
   ``model.generate`` greedy with the default cache;
-- studio: ``training.inference.stream`` (adapter merged into a copy of the base weights, own
+- studio: ``training.inference.engine.stream`` (adapter merged into a copy of the base weights, own
   decode loop drafting from the prompt and the training answers), the answer as text pieces;
 - studio without prompt lookup, for the breakdown.
 
@@ -33,17 +33,19 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training import formats, models  # noqa: E402
-from training.config import TuningConfig  # noqa: E402
-from training.dataset import Dataset  # noqa: E402
-from training.decoding import decode  # noqa: E402
-from training.generation import GenerationParams, TUNED_DEFAULTS  # noqa: E402
-from training.inference import build_prompt, eos_token_ids, load, stream  # noqa: E402
-from training.model_cache import ModelCache  # noqa: E402
-from training.progress import NullSink  # noqa: E402
-from training.runtime import configure_threads  # noqa: E402
-from training.targets import Target  # noqa: E402
-from training.trainer import split_eval, train  # noqa: E402
+from training.data import formats  # noqa: E402
+
+from training import models
+from training.core.config import TuningConfig  # noqa: E402
+from training.core.dataset import Dataset  # noqa: E402
+from training.inference.decoding import decode  # noqa: E402
+from training.core.generation import GenerationParams, TUNED_DEFAULTS  # noqa: E402
+from training.inference.engine import build_prompt, eos_token_ids, load, stream  # noqa: E402
+from training.inference.model_cache import ModelCache  # noqa: E402
+from training.core.progress import NullSink  # noqa: E402
+from training.tuning.runtime import configure_threads  # noqa: E402
+from training.inference.targets import Target  # noqa: E402
+from training.tuning.trainer import split_eval, train  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parent.parent / "statics" / "samples" / "support_tickets.csv"
 TRAIN_ROWS = 80

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.validation import validate_file  # noqa: E402
+from training.data.validation import validate_file  # noqa: E402
 
 ROWS = 10_000
 SEED = 1234

@@ -19,13 +19,15 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training import formats, models  # noqa: E402
-from training.config import TuningConfig  # noqa: E402
-from training.dataset import Dataset  # noqa: E402
-from training.inference import answer, load_for_inference  # noqa: E402
-from training.progress import NullSink  # noqa: E402
-from training.runtime import configure_threads  # noqa: E402
-from training.trainer import split_eval, train  # noqa: E402
+from training.data import formats  # noqa: E402
+
+from training import models
+from training.core.config import TuningConfig  # noqa: E402
+from training.core.dataset import Dataset  # noqa: E402
+from training.inference.engine import answer, load_for_inference  # noqa: E402
+from training.core.progress import NullSink  # noqa: E402
+from training.tuning.runtime import configure_threads  # noqa: E402
+from training.tuning.trainer import split_eval, train  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parent.parent / "statics" / "samples" / "support_tickets.csv"
 

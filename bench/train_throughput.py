@@ -8,7 +8,7 @@ and the same epochs:
     ``DataCollatorForSeq2Seq(padding=True)`` (dynamic padding to the longest of each batch),
     peft LoRA r=8, alpha=32, dropout=0.1 on all projections, gradient checkpointing, batch 8 x 2
     accumulation steps, learning rate 1e-4, float32 (half precision is unusable on CPU);
-(b) ``training.trainer.train`` with the studio's defaults (r=8, alpha=16, learning rate 1e-3) and
+(b) ``training.tuning.trainer.train`` with the studio's defaults (r=8, alpha=16, learning rate 1e-3) and
     batch size 16.
 
 Both train on the same token ids (``tokenize_examples``: the studio's template). Reported: real
@@ -46,14 +46,14 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import transformers  # noqa: E402
 
-from training.batching import IGNORE_INDEX, collate, plan_eval_batches, split_eval, tokenize_examples  # noqa: E402
-from training.config import ALL_PROJECTIONS, TuningConfig  # noqa: E402
-from training.dataset import Dataset, InputField, PromptTemplate  # noqa: E402
-from training.lora import attach_lora, model_parts  # noqa: E402
-from training.loss import score_batch  # noqa: E402
+from training.tuning.batching import IGNORE_INDEX, collate, plan_eval_batches, split_eval, tokenize_examples  # noqa: E402
+from training.core.config import ALL_PROJECTIONS, TuningConfig  # noqa: E402
+from training.core.dataset import Dataset, InputField, PromptTemplate  # noqa: E402
+from training.tuning.lora import attach_lora, model_parts  # noqa: E402
+from training.tuning.loss import score_batch  # noqa: E402
 from training.models import ModelRef, load_model, load_tokenizer, prepare_bundled_model  # noqa: E402
-from training.progress import NullSink  # noqa: E402
-from training.trainer import estimate, train  # noqa: E402
+from training.core.progress import NullSink  # noqa: E402
+from training.tuning.trainer import estimate, train  # noqa: E402
 
 SAMPLES = REPO / "statics" / "samples" / "support_tickets.csv"
 EVAL_ROWS = 30

@@ -30,12 +30,12 @@ from sqlite_utils import Database
 from storage import datasets, jobs
 from storage.datasets import DatasetSummary, DatasetVersion, DatasetVersionInfo, Upload
 from storage.jobs import Job, LogLine
-from storage.disk_space import full_disk_as_error
-from storage.files import DATABASE_FILE_NAME, UPLOADS_DIR_NAME
-from training.dataset import Dataset
-from training.errors import StudioError
-from training.jobs import JobEvent, JobState
-from training.progress import EpochSnapshot, EvalMetrics, StepMetrics
+from training.core.disk_space import full_disk_as_error
+from training.core.layout import database_file, uploads_dir
+from training.core.dataset import Dataset
+from training.core.errors import StudioError
+from training.core.states import JobEvent, JobState
+from training.core.progress import EpochSnapshot, EvalMetrics, StepMetrics
 
 BUSY_TIMEOUT_S = 10.0
 """How long a connection waits for another thread's or process's write lock before failing."""
@@ -210,8 +210,8 @@ class Store:
     def __init__(self, data_dir: Path):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        (self.data_dir / UPLOADS_DIR_NAME).mkdir(exist_ok=True)
-        self.db_path = self.data_dir / DATABASE_FILE_NAME
+        uploads_dir(self.data_dir).mkdir(exist_ok=True)
+        self.db_path = database_file(self.data_dir)
         self._connections = Connections(self.db_path)
         self.schema_version = migrate(self.db)
 

@@ -23,14 +23,14 @@ from sqlite_utils import Database
 
 from storage import datasets
 from storage.datasets import DatasetVersion
-from storage.files import inside
+from training.core.layout import inside
 from storage.timestamps import utc_now
-from training.config import TuningConfig
-from training.errors import ConflictError, NotFoundError, StudioError
-from training.jobs import (
+from training.core.config import TuningConfig
+from training.core.errors import ConflictError, NotFoundError, StudioError
+from training.core.states import (
     ACTIVE_STATES, FINAL_STATES, JobEvent, JobState, gemini_state, transition, tuned_model_id,
 )
-from training.progress import EpochSnapshot, EvalMetrics, StepMetrics
+from training.core.progress import EpochSnapshot, EvalMetrics, StepMetrics
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,18 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio import datasets_tab, library_tab, new_model_tab, playground_tab
+from studio import datasets_tab
+
+from studio import library_tab
+
+from studio import new_model_tab
+
+from studio import playground_tab
 from studio.context import StudioContext
 from studio.errors import user_errors
 from studio.i18n import t
 from studio.locale import LANGUAGES, PICK_LANGUAGE_JS
-from training.job_request import JobRequest
+from training.jobs.request import JobRequest
 
 STATICS = Path(__file__).resolve().parent.parent / "statics"
 CSS = (STATICS / "style.css").read_text(encoding="utf-8")

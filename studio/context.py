@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 from storage.db import Store
 from training import models
-from training.limits import DEFAULT_LIMITS, DatasetLimits
+from training.core.limits import DEFAULT_LIMITS, DatasetLimits
 
 if TYPE_CHECKING:
-    from training.runner import JobRunner
+    from training.jobs.runner import JobRunner
 
 log = logging.getLogger("studio")
 

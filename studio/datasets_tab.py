@@ -15,11 +15,13 @@ from studio import dataset_view as view
 from studio.context import StudioContext
 from studio.errors import user_errors
 from studio.i18n import t
-from training import export, formats
-from training.dataset import Dataset, PromptTemplate
-from training.errors import DatasetError, StudioError
-from training.report import Problem
-from training.validation import validate
+from training.data import export
+from training.data import formats
+from training.core.dataset import Dataset, PromptTemplate
+from training.core.errors import DatasetError, StudioError
+from training.core.layout import exports_dir
+from training.data.report import Problem
+from training.data.validation import validate
 
 # Editor events run one at a time, in order, keeping only the newest waiting one: typing fires an
 # event per keystroke, and out-of-order answers would show a stale preview.
@@ -372,7 +374,7 @@ def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, v
         dataset = view.dataset_from_grid(PromptTemplate.from_dict(template_dict), rows)
         if not dataset.examples:
             raise gr.Error("There are no examples to export.")
-        return str(export.export_file(dataset, fmt, ctx.data_dir / "exports", dataset_name or "dataset"))
+        return str(export.export_file(dataset, fmt, exports_dir(ctx.data_dir), dataset_name or "dataset"))
 
     export_button.click(on_export, [export_format, w.template, w.grid, w.name], export_file, **IN_ORDER)
 

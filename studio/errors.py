@@ -10,7 +10,7 @@ import logging
 
 import gradio as gr
 
-from training.errors import StudioError
+from training.core.errors import StudioError
 
 log = logging.getLogger("studio")
 TITLE = "Cannot do that"

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from training.limits import DEFAULT_LIMITS
+from training.core.limits import DEFAULT_LIMITS
 
 API_PREFIX = "/v1beta"
 

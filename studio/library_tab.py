@@ -17,7 +17,7 @@ from studio.charts import loss_figure
 from studio.context import StudioContext
 from studio.errors import user_errors
 from studio.i18n import t
-from training.model_export import export_adapter, export_merged
+from training.export.model_export import export_adapter, export_merged
 
 JOB_HEADERS = ["name", "id", "base model", "state", "progress", "created", "dataset", "epochs",
                "final loss"]

@@ -11,7 +11,7 @@ import gradio as gr
 from studio.context import StudioContext
 from studio.errors import user_errors
 from studio.i18n import t
-from training.config import ALL_PROJECTIONS, TuningConfig
+from training.core.config import ALL_PROJECTIONS, TuningConfig
 
 DEFAULTS = TuningConfig()
 
@@ -182,7 +182,7 @@ def build(ctx: StudioContext) -> Form:
 
     @user_errors
     def on_estimate(base, name, version_number, *settings):
-        from training.estimates import estimate_job  # loads torch: only when asked
+        from training.tuning.estimates import estimate_job  # loads torch: only when asked
 
         stored = dataset_version(ctx, name, version_number)
         config = config_from_values(*settings)

@@ -12,10 +12,11 @@ import gradio as gr
 from studio.context import StudioContext
 from studio.errors import user_errors
 from studio.i18n import t
-from training import batch_test, inference
-from training.generation import GenerationParams, parse_stop_sequences, save_generation_defaults
-from training.targets import tuned_dir
-from training.validation import validate_file
+from training.inference import batch_test
+from training.inference import engine as inference
+from training.core.layout import exports_dir, tuned_dir
+from training.core.generation import GenerationParams, parse_stop_sequences, save_generation_defaults
+from training.data.validation import validate_file
 
 MAX_FIELDS = 8
 """Input-field boxes available to structured-prompt models (hidden when unused)."""
@@ -254,7 +255,7 @@ def build(ctx: StudioContext) -> Playground:
             table.append([inputs, row.expected, row.produced, "yes" if row.exact else "no"])
             yield f"{len(rows)} row(s) done…", table, gr.skip()
         result = batch_test.BatchResult(target.label, keys, tuple(rows))
-        path = ctx.data_dir / "exports" / f"batch-{name}.csv"
+        path = exports_dir(ctx.data_dir) / f"batch-{name}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(batch_test.batch_csv(result))
         yield result.summary(), table, gr.File(value=str(path), visible=True)

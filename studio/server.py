@@ -17,17 +17,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-GRADIO_CACHE_DIR = Path("cache") / "gradio"
-"""Gradio's upload and output cache, relative to the data folder."""
-
-
-def cache_dir(data_dir: Path) -> Path:
-    return Path(data_dir) / GRADIO_CACHE_DIR
-
+from training.core.layout import exports_dir, gradio_cache_dir
 
 def use_own_cache(data_dir: Path) -> Path:
     """Point Gradio's cache at the data folder; call before gradio is imported."""
-    folder = cache_dir(data_dir).resolve()
+    folder = gradio_cache_dir(data_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(folder)
     return folder
@@ -39,13 +33,13 @@ def build_app(ctx, *, host: str, port: int, auth: list[tuple[str, str]] | None,
     import gradio as gr
     from fastapi import FastAPI
 
-    from studio import api
+    from studio.api import routes as api
     from studio.app_ui import CSS, build_ui
     from studio.guards import BodyLimitMiddleware, LoginThrottleMiddleware
     from studio.i18n import I18N
     from studio.locale import LocaleMiddleware
 
-    if Path(os.environ.get("GRADIO_TEMP_DIR", "")) != cache_dir(ctx.data_dir).resolve():
+    if Path(os.environ.get("GRADIO_TEMP_DIR", "")) != gradio_cache_dir(ctx.data_dir).resolve():
         raise RuntimeError("use_own_cache(data_dir) must run before gradio is imported.")
     demo = build_ui(ctx).queue(default_concurrency_limit=4)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -64,7 +58,7 @@ def build_app(ctx, *, host: str, port: int, auth: list[tuple[str, str]] | None,
         show_error=True,
         footer_links=["settings"],
         run_history=False,
-        allowed_paths=[str(ctx.data_dir / "exports")],
+        allowed_paths=[str(exports_dir(ctx.data_dir))],
         ssr_mode=False,
     )
     # launch() sets this; mount_gradio_app does not, and until it is set Gradio skips its check

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from storage.db import Store
 from tests.runner_helpers import word_dataset
-from training.config import TuningConfig
-from training.runner import JobRequest, JobRunner
+from training.core.config import TuningConfig
+from training.jobs.runner import JobRequest, JobRunner
 
 FAST = dict(epochs=2, batch_size=4, learning_rate=0.01, lora_rank=4, max_input_tokens=64,
             max_output_tokens=16, precision="fp32")

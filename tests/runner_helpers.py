@@ -15,8 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-from training.dataset import Dataset, Example, PromptTemplate
-from training.progress import StepMetrics, TrainResult
+from training.core.dataset import Dataset, Example, PromptTemplate
+from training.core.progress import StepMetrics, TrainResult
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,13 +13,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from storage.db import Store
-from studio import api
+from studio.api import routes as api
 from studio.context import StudioContext
 from tests.runner_helpers import word_dataset
-from training import inference
-from training.config import TuningConfig
-from training.generation import GenerationParams
-from training.runner import JobRequest, JobRunner
+from training.inference import engine as inference
+from training.core.config import TuningConfig
+from training.core.generation import GenerationParams
+from training.jobs.runner import JobRequest, JobRunner
 
 V = "/v1beta"
 TINY = "tiny-llama"

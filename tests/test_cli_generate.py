@@ -10,9 +10,9 @@ import pytest
 from storage.db import Store
 from tests.inference_helpers import tune_words
 from tests.runner_helpers import REPO
-from training.generation import GenerationParams
-from training.inference import generate, resolve_target
-from training.model_cache import ModelCache
+from training.core.generation import GenerationParams
+from training.inference.engine import generate, resolve_target
+from training.inference.model_cache import ModelCache
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.runner_helpers import REPO, poll, query, start_app
-from training.cli_tune import format_duration, progress_line
+from training.cli.tune import format_duration, progress_line
 
 
 @pytest.mark.parametrize("args, line", [

@@ -18,14 +18,15 @@ import httpx
 import pytest
 
 from storage.db import Store
-from storage.disk_space import is_disk_full, no_space_message
+from training.core.disk_space import is_disk_full, no_space_message
 from tests.runner_helpers import wait_for, word_dataset
 from tests.studio_process import start_studio, stop_studio
 from training import models
-from training.config import TuningConfig
-from training.errors import ModelError, StorageFullError
-from training.generation import GenerationParams, load_generation_defaults, save_generation_defaults
-from training.runner import JobRequest, JobRunner
+from training.models import bundled
+from training.core.config import TuningConfig
+from training.core.errors import ModelError, StorageFullError
+from training.core.generation import GenerationParams, load_generation_defaults, save_generation_defaults
+from training.jobs.runner import JobRequest, JobRunner
 
 FAST = dict(batch_size=4, learning_rate=0.01, lora_rank=4, max_input_tokens=64,
             max_output_tokens=16, precision="fp32")
@@ -78,7 +79,7 @@ def fill(disk: Path) -> Path:
 def test_torchs_error_on_a_full_disk_is_recognised_and_nothing_half_written_stays(small_disk):
     import torch
 
-    from training.checkpoints import write_folder_atomic
+    from training.tuning.checkpoints import write_folder_atomic
 
     fill(small_disk)
     with pytest.raises(RuntimeError) as caught:
@@ -131,7 +132,7 @@ def test_saving_generation_defaults_on_a_full_disk_keeps_the_old_ones(small_disk
 
 def test_a_job_that_runs_out_of_space_fails_saying_so_and_resumes_once_there_is_room(
         small_disk, tiny_model_dir):
-    from training.trainer import train
+    from training.tuning.trainer import train
 
     data = small_disk / "data"
     filled = threading.Event()
@@ -182,7 +183,7 @@ def test_a_failed_preparation_is_remembered_until_the_disk_has_more_room(small_d
         models.prepare_bundled_model(data)
     assert str(again.value) == message and again.value.__cause__ is first.value
 
-    mount_tmpfs(small_disk, 24 + models.PREPARE_RETRY_MB, remount=True)
+    mount_tmpfs(small_disk, 24 + bundled.PREPARE_RETRY_MB, remount=True)
     with pytest.raises(ModelError) as retried:  # 100 MB more: tried again (still too small)
         models.prepare_bundled_model(data)
     assert retried.value is not first.value and retried.value.__cause__ is not first.value

@@ -7,12 +7,12 @@ import json
 import openpyxl
 import pytest
 
-from training.dataset import CHAT_TEMPLATE, Dataset, InputField, PromptTemplate
-from training.errors import DatasetError
-from training.export import (
+from training.core.dataset import CHAT_TEMPLATE, Dataset, InputField, PromptTemplate
+from training.core.errors import DatasetError
+from training.data.export import (
     export_csv, export_file, export_jsonl, export_xlsx, neutralise, safe_name,
 )
-from training.formats import guess_mapping, map_columns, read_file
+from training.data.formats import guess_mapping, map_columns, read_file
 
 PAIRS = PromptTemplate(preamble="Answer briefly.", inputs=(InputField("text_input", "input:"),))
 QA = PromptTemplate(inputs=(InputField("question", "Q:"), InputField("context", "C:")))

@@ -8,12 +8,12 @@ import datetime as dt
 import pytest
 
 from tests.fixtures_formats import jsonl, xlsx
-from training.dataset import CHAT_TEMPLATE, InputField, PromptTemplate
-from training.errors import DatasetError, UnreadableFileError
-from training.formats import FORMAT_LABELS, guess_mapping, map_columns, read_bytes, read_file
-from training.formats import read_pasted
-from training.limits import DatasetLimits
-from training.spreadsheet import Table
+from training.core.dataset import CHAT_TEMPLATE, InputField, PromptTemplate
+from training.core.errors import DatasetError, UnreadableFileError
+from training.data.formats import FORMAT_LABELS, guess_mapping, map_columns, read_bytes, read_file
+from training.data.formats import read_pasted
+from training.core.limits import DatasetLimits
+from training.data.spreadsheet import Table
 
 PAIRS = PromptTemplate(inputs=(InputField("text_input", "input:"),))
 VERTEX = PromptTemplate(inputs=(InputField("input_text", "input:"),))

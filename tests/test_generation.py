@@ -3,9 +3,9 @@ the pure parts of answering (no model)."""
 
 import pytest
 
-from training.config import ConfigError
-from training.decoding import DraftIndex, propose
-from training.generation import (
+from training.core.config import ConfigError
+from training.inference.decoding import DraftIndex, propose
+from training.core.generation import (
     GenerationParams,
     TextStream,
     load_generation_defaults,

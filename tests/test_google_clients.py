@@ -18,7 +18,7 @@ import pytest
 
 from storage.db import Store
 from tests.runner_helpers import free_port, poll, start_app, word_dataset
-from training import inference
+from training.inference import engine as inference
 
 API_KEY = "test-key-123"
 TINY = "tiny-llama"

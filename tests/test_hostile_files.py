@@ -9,10 +9,10 @@ import pytest
 
 from tests.fixtures_formats import BILLION_LAUGHS, SMALL_WORKBOOK, member_infos, sheet_xml
 from tests.fixtures_formats import with_members
-from training.errors import UnreadableFileError
-from training.formats import read_bytes, read_file
-from training.limits import DatasetLimits
-from training.spreadsheet import MAX_COLUMNS, size_text
+from training.core.errors import UnreadableFileError
+from training.data.formats import read_bytes, read_file
+from training.core.limits import DatasetLimits
+from training.data.spreadsheet import MAX_COLUMNS, size_text
 
 SHEET = "xl/worksheets/sheet1.xml"
 

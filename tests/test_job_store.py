@@ -3,11 +3,11 @@
 import pytest
 
 from storage.db import Store
-from training.config import TuningConfig
-from training.dataset import Dataset, Example, PromptTemplate
-from training.errors import NotFoundError, StudioError
-from training.jobs import IllegalTransition
-from training.progress import EpochSnapshot, EvalMetrics, StepMetrics
+from training.core.config import TuningConfig
+from training.core.dataset import Dataset, Example, PromptTemplate
+from training.core.errors import NotFoundError, StudioError
+from training.core.states import IllegalTransition
+from training.core.progress import EpochSnapshot, EvalMetrics, StepMetrics
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 
 import pytest
 
-from training.errors import StudioError
-from training.jobs import (
+from training.core.errors import StudioError
+from training.core.states import (
     EVENTS, ID_RE, STATES, IllegalTransition, gemini_state, transition, tuned_model_id,
 )
 

@@ -16,20 +16,20 @@ import pytest
 from storage.db import Store
 from tests.inference_helpers import tune_words
 from tests.runner_helpers import word_dataset
-from training.config import TuningConfig
-from training.dataset import CHAT_TEMPLATE, Dataset, Example, InputField, PromptTemplate
-from training.errors import ModelError, NotFoundError
-from training.generation import GenerationParams, save_generation_defaults
-from training.inference import generate, resolve_target
-from training.model_cache import ModelCache
-from training.model_card import example_messages, generation_settings, model_card
-from training.model_export import (
+from training.core.config import TuningConfig
+from training.core.dataset import CHAT_TEMPLATE, Dataset, Example, InputField, PromptTemplate
+from training.core.errors import ModelError, NotFoundError
+from training.core.generation import GenerationParams, save_generation_defaults
+from training.inference.engine import generate, resolve_target
+from training.inference.model_cache import ModelCache
+from training.export.model_card import example_messages, generation_settings, model_card
+from training.export.model_export import (
     chat_template_for, export_adapter, export_merged, gather_facts, save_merged,
 )
-from training.progress import EvalMetrics
-from training.runner import JobRequest, JobRunner
-from training.targets import tuned_dir
-from training.template import render_example, render_prompt
+from training.core.progress import EvalMetrics
+from training.jobs.runner import JobRequest, JobRunner
+from training.inference.targets import tuned_dir
+from training.core.template import render_example, render_prompt
 
 TRICKY = 'Say "hi" {{ x }} {% raw %} {% endraw %} {# note #} \\n \' }} %} é 😀\n\tand go.'
 """A preamble with quotes, backslashes, braces and Jinja-looking text."""

@@ -11,7 +11,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from training import models
-from training.errors import ModelError
+from training.models import bundled
+from training.core.errors import ModelError
 from training.models import (
     BUNDLED_MODEL,
     ModelRef,
@@ -21,7 +22,7 @@ from training.models import (
     prepare_bundled_model,
     resolve_model,
 )
-from training.runtime import cgroup_cpu_quota, configure_threads, physical_core_count
+from training.tuning.runtime import cgroup_cpu_quota, configure_threads, physical_core_count
 
 CHOICES = (
     "choose SmolLM2-135M-Instruct, a local model folder or a Hugging Face model id such as "
@@ -97,7 +98,7 @@ def fake_conversion(monkeypatch, fail_with=None) -> list[Path]:
         for name in ("model.safetensors", "tokenizer.json"):
             (out_dir / name).write_text("{}")
 
-    monkeypatch.setattr(models, "_convert_gguf", convert)
+    monkeypatch.setattr(bundled, "_convert_gguf", convert)
     return calls
 
 
@@ -138,7 +139,7 @@ def test_leftover_of_a_crashed_conversion_is_replaced(data_dir, monkeypatch):
 
 
 def test_missing_package_says_how_to_install_it(data_dir, monkeypatch):
-    monkeypatch.setattr(models, "BUNDLED_PACKAGE", "no_such_package_for_tests")
+    monkeypatch.setattr(bundled, "BUNDLED_PACKAGE", "no_such_package_for_tests")
     with pytest.raises(ModelError) as error:
         prepare_bundled_model(data_dir)
     assert str(error.value) == (

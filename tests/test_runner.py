@@ -10,11 +10,11 @@ import pytest
 
 from storage.db import Store
 from tests.runner_helpers import RecordingTrain, wait_for, word_dataset
-from training.config import TuningConfig
-from training.dataset import Dataset
-from training.errors import StudioError
-from training.jobs import IllegalTransition
-from training.runner import JobRequest, JobRunner, StopCheck
+from training.core.config import TuningConfig
+from training.core.dataset import Dataset
+from training.core.errors import StudioError
+from training.core.states import IllegalTransition
+from training.jobs.runner import JobRequest, JobRunner, StopCheck
 
 FAST = dict(batch_size=4, learning_rate=0.01, lora_rank=4, max_input_tokens=64,
             max_output_tokens=16, precision="fp32")
@@ -148,12 +148,14 @@ def test_tune_again_copies_the_job_with_the_changes(store, data_dir, version_id,
     assert (again.base_model, again.dataset_version_id) == (first.base_model, first.dataset_version_id)
 
 
-def test_a_finished_job_folder_holds_the_template_config_and_base_model(store, data_dir, version_id, tiny_model_dir, runners):
+def test_a_finished_job_keeps_template_and_config_in_sqlite_and_the_base_model_in_its_folder(
+        store, data_dir, version_id, tiny_model_dir, runners):
     runner = start(runners, store, data_dir, RecordingTrain())
     job = runner.wait(runner.submit(request(version_id, tiny_model_dir, epochs=1)).id, timeout_s=30)
     folder = runner.job_dir(job.id)
-    assert json.loads((folder / "template.json").read_text()) == word_dataset().template.to_dict()
-    assert TuningConfig.from_dict(json.loads((folder / "tuning_config.json").read_text())) == job.config
+    assert store.get_dataset_version(job.dataset_version_id).dataset.template == word_dataset().template
+    assert store.get_job(job.id).config == request(version_id, tiny_model_dir, epochs=1).config
+    assert not (folder / "template.json").exists() and not (folder / "tuning_config.json").exists()
     assert json.loads((folder / "base_model.json").read_text())["kind"] == "local"
     assert job.path(data_dir, job.result_dir) == folder / "adapter"
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from training.dataset import (
+from training.core.dataset import (
     CHAT_TEMPLATE,
     Dataset,
     Example,
@@ -15,7 +15,7 @@ from training.dataset import (
     format_history,
     parse_history,
 )
-from training.template import Segment, prompt_text, render_example, render_prompt, token_counts
+from training.core.template import Segment, prompt_text, render_example, render_prompt, token_counts
 
 QA = PromptTemplate(
     preamble="  Answer in one word.\n",
@@ -31,7 +31,7 @@ def chat(output="Hello!", system="", history="", user="Hi"):
 
 
 def whole_conversation(example, tokenizer) -> str:
-    from training.dataset import chat_messages
+    from training.core.dataset import chat_messages
 
     messages = [{"role": m.role, "content": m.content} for m in chat_messages(example)]
     return tokenizer.apply_chat_template(messages, tokenize=False)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.batching import (
+from training.tuning.batching import (
     IGNORE_INDEX,
     TokenizedExample,
     collate,
@@ -19,14 +19,14 @@ from training.batching import (
     tokenize_examples,
     truncate,
 )
-from training.config import ConfigError, TuningConfig
-from training.dataset import Dataset, Example, InputField, PromptTemplate
-from training.errors import DatasetError, TrainingError
-from training.hardware import cpu_has_bf16_flags, is_out_of_memory, out_of_memory_error, pick_precision
-from training.loss import score_logits, select_outputs
+from training.core.config import ConfigError, TuningConfig
+from training.core.dataset import Dataset, Example, InputField, PromptTemplate
+from training.core.errors import DatasetError, TrainingError
+from training.tuning.hardware import cpu_has_bf16_flags, is_out_of_memory, out_of_memory_error, pick_precision
+from training.tuning.loss import score_logits, select_outputs
 from training.models import ModelRef
-from training.template import render_example, token_counts
-from training.trainer import estimate, learning_rate_factor, train
+from training.core.template import render_example, token_counts
+from training.tuning.trainer import estimate, learning_rate_factor, train
 
 COLOURS = ("red", "green", "blue")
 TEMPLATE = PromptTemplate(preamble="Name the colour.", inputs=(InputField("item", "item:"),),

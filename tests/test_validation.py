@@ -4,12 +4,12 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from training.dataset import CHAT_TEMPLATE, Dataset, Example, InputField, PromptTemplate
-from training.errors import UnreadableFileError
-from training.limits import DatasetLimits
-from training.report import Problem
-from training.template import render_example, token_counts
-from training.validation import MAX_LISTED_PER_CODE, validate, validate_file
+from training.core.dataset import CHAT_TEMPLATE, Dataset, Example, InputField, PromptTemplate
+from training.core.errors import UnreadableFileError
+from training.core.limits import DatasetLimits
+from training.data.report import Problem
+from training.core.template import render_example, token_counts
+from training.data.validation import MAX_LISTED_PER_CODE, validate, validate_file
 
 ONE = PromptTemplate(inputs=(InputField("text_input", "input:"),))
 TWO = PromptTemplate(inputs=(InputField("question", "question:"), InputField("context", "context:")))

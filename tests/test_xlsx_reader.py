@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from training.errors import DatasetError, UnreadableFileError
-from training.formats import read_bytes
-from training.limits import DatasetLimits
-from training.xlsx_dates import is_date_format
+from training.core.errors import DatasetError, UnreadableFileError
+from training.data.formats import read_bytes
+from training.core.limits import DatasetLimits
+from training.data.xlsx_dates import is_date_format
 
 MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 RELS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
@@ -215,7 +215,7 @@ def test_an_invalid_cell_reference_makes_the_workbook_unreadable():
 
 def test_reading_a_workbook_does_not_import_openpyxl():
     data = package({"Data": cells(text("q")) + cells(number("45352", 1))})
-    code = ("import sys; from training.formats import read_bytes; "
+    code = ("import sys; from training.data.formats import read_bytes; "
             "table = read_bytes(sys.stdin.buffer.read(), 'b.xlsx').table; "
             "print(table.rows, 'openpyxl' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True,

@@ -1,0 +1,1 @@
+"""Headless entries behind ``app.py tune`` and ``app.py generate``."""

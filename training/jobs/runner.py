@@ -1,0 +1,402 @@
+"""The job runner: a background thread that trains queued jobs one at a time, first in first out.
+
+The queue is the ``jobs`` table, so it survives restarts and is shared by every process on the
+same data folder (the studio and ``app.py tune``): claiming a job is one transaction, and a lock
+file per device keeps one job at a time on it. Progress goes to SQLite through ``StoreSink``;
+the UI and the command line poll it.
+
+Cancel: a queued job at once; a running one is marked ``cancelling`` and its trainer sees it at
+the next step (``StopCheck``), keeping its last checkpoint as a partial model. Restart: the
+runner holds a lock file per running job, which the OS releases when the process dies, so
+``start()`` can tell jobs whose studio died (resumed from their last checkpoint, ahead of newer
+queued jobs) from jobs another live process is training (left alone).
+
+Files of a job: its tuned model's folder (see ``training.core.layout``); the runner writes
+``base_model.json`` there, the trainer the rest. The prompt template and the settings stay in
+SQLite, with the job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+import traceback
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Callable, Literal
+
+from storage.db import Store
+from training.core.disk_space import is_disk_full, no_space_message
+from storage.jobs import Job
+from training import models
+from training.core.atomic import write_file_atomic
+from training.tuning.batching import steps_per_epoch
+from training.core.config import TuningConfig
+from training.core.errors import NotFoundError, StorageFullError, StudioError
+from training.jobs.request import JobRequest, check_request
+from training.jobs.sink import StopCheck, StoreSink, relative_to
+from training.core.states import ACTIVE_STATES, FINAL_STATES, IllegalTransition
+from training.core.layout import (
+    BASE_MODEL_FILE,
+    checkpoint_adapter,
+    checkpoint_folders,
+    lock_file,
+    tuned_dir,
+)
+from training.core.limits import DEFAULT_LIMITS, DatasetLimits
+from training.jobs.locks import FileLock, held_elsewhere, process_owner
+from training.core.progress import TrainResult
+
+__all__ = ["JobRequest", "JobRunner", "StopCheck", "StoreSink", "TrainFn"]
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 1.0
+"""How often an idle runner looks for jobs queued by another process."""
+
+TrainFn = Callable[..., TrainResult]
+
+
+class JobRunner:
+    """Trains queued jobs in a background thread. ``scope='all'`` (the studio) runs every queued
+    job and resumes interrupted ones at start; ``scope='submitted'`` (``app.py tune``) runs only
+    the jobs submitted through this runner."""
+
+    def __init__(self, store: Store, data_dir: Path, train_fn: TrainFn | None = None, *,
+                 device: str | None = None, scope: Literal["all", "submitted"] = "all",
+                 limits: DatasetLimits = DEFAULT_LIMITS, poll_interval_s: float = POLL_INTERVAL_S):
+        self.store, self.data_dir = store, Path(data_dir).resolve()
+        self.device, self.scope, self.limits = device, scope, limits
+        self.poll_interval_s = poll_interval_s
+        self._train_fn = train_fn
+        self._owner = process_owner()
+        self._submitted: set[str] = set()
+        self._cancel_requested: set[str] = set()
+        self._unrecorded: list[Callable[[], None]] = []
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.current_job_id: str | None = None
+
+    # ---- life cycle ----
+
+    def start(self) -> None:
+        """Resume jobs a dead studio left behind (scope 'all'), then start the thread."""
+        if self._thread is not None:
+            return
+        if self.scope == "all":
+            self.recover()
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop the thread; a running job stops at its next step and is left ``interrupted``,
+        to resume when the studio starts again."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def recover(self) -> list[Job]:
+        """Re-queue (ahead of newer queued jobs) the jobs whose process died while training them
+        and those interrupted by a studio shutdown; a job that was being cancelled ends as
+        cancelled. Jobs another live process is training are left alone. Returns the re-queued."""
+        left = self.store.jobs_in_states("running", "cancelling", "interrupted")
+        resumed = []
+        for job in reversed(left):  # each goes to the front: the oldest ends up first
+            if job.state in ACTIVE_STATES and held_elsewhere(self._job_lock_path(job.id)):
+                continue
+            try:
+                if job.state == "cancelling":
+                    self._end_cancelled(self.store.change_job_state(job.id, "interrupt"))
+                    continue
+                if job.state == "running":
+                    job = self.store.change_job_state(job.id, "interrupt")
+                resumed.append(self._requeue(job, front=True, reason=(
+                    "The studio stopped while this job was running; resuming")))
+            except IllegalTransition:  # another studio starting at the same time got it first
+                continue
+        return resumed
+
+    # ---- requests ----
+
+    def submit(self, request: JobRequest) -> Job:
+        """Check the request and queue the job; returns at once (StudioError naming the problem
+        when the dataset, settings or base model cannot be used)."""
+        check_request(self.store, self.data_dir, request, self.limits)
+        fields = dict(
+            display_name=request.display_name, description=request.description,
+            base_model=request.base_model.strip(), config=request.config,
+            eval_dataset_version_id=request.eval_dataset_version_id,
+            job_id=request.tuned_model_id)
+        new = request.new_dataset
+        if new is not None:  # the examples and the job are saved together, or neither
+            _, job = self.store.create_job_with_dataset(
+                new.name, new.dataset, format=new.format, note=new.note, **fields)
+        else:
+            job = self.store.create_job(dataset_version_id=request.dataset_version_id, **fields)
+        job = self._with_planned_steps(job)
+        self._submitted.add(job.id)
+        self._wake.set()
+        return job
+
+    def _with_planned_steps(self, job: Job) -> Job:
+        """Record the steps the job will take (the trainer records the same numbers when it
+        starts), so a queued job already shows 0 of N steps in My Library and the API."""
+        examples = self.store.dataset_version_info(job.dataset_version_id).example_count
+        per_epoch = steps_per_epoch(max(1, examples - job.config.eval_rows), job.config.batch_size)
+        if job.state == "queued" and not job.total_steps:
+            self.store.update_job(job.id, steps_per_epoch=per_epoch,
+                                  total_steps=per_epoch * job.config.epochs)
+        return self.store.get_job(job.id)
+
+    def cancel(self, job_id: str) -> Job:
+        """A queued (or interrupted) job is cancelled at once; a running one is marked
+        ``cancelling`` and stops within one training step."""
+        job = self.store.change_job_state(job_id, "cancel")
+        if job.state == "cancelling":
+            self._cancel_requested.add(job_id)
+        else:
+            self._end_cancelled(job)
+        return job
+
+    def resume(self, job_id: str) -> Job:
+        """Queue a failed, cancelled or interrupted job again, from its last checkpoint."""
+        job = self.store.get_job(job_id)
+        job = self._requeue(job, front=False, reason="Resumed")
+        self._submitted.add(job_id)
+        self._wake.set()
+        return job
+
+    def delete(self, job_id: str) -> None:
+        """Remove the job, its progress rows and its files (refused while it trains). On a disk
+        too full to record the deletion, the files go first to make room."""
+        try:
+            self.store.delete_job(job_id)
+        except StorageFullError:
+            if self.store.get_job(job_id).state in ACTIVE_STATES:
+                raise
+            shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+            self.store.delete_job(job_id)
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        self._job_lock_path(job_id).unlink(missing_ok=True)
+
+    def tune_again(self, job_id: str, **changes) -> Job:
+        """A new job with the same dataset, base model and settings except ``changes``: any
+        JobRequest field (display_name, ...), ``config``, or TuningConfig fields (epochs=2)."""
+        job = self.store.get_job(job_id)
+        request = JobRequest(job.display_name, job.description, job.base_model,
+                             job.dataset_version_id, job.config, job.eval_dataset_version_id)
+        request_names = {f.name for f in fields(JobRequest)}
+        config_names = {f.name for f in fields(TuningConfig)}
+        unknown = set(changes) - request_names - config_names
+        if unknown:
+            raise TypeError(f"tune_again() got unknown settings: {', '.join(sorted(unknown))}")
+        request = replace(request, **{k: v for k, v in changes.items() if k in request_names})
+        config_changes = {k: v for k, v in changes.items() if k in config_names}
+        if config_changes:
+            config = TuningConfig.from_dict({**request.config.to_dict(), **config_changes})
+            request = replace(request, config=config)
+        return self.submit(request)
+
+    def wait(self, job_id: str, timeout_s: float, poll_s: float = 0.1) -> Job:
+        """The job once it is succeeded, failed or cancelled; TimeoutError after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.store.get_job(job_id)
+            if job.state in FINAL_STATES:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still {job.state} after {timeout_s} s")
+            time.sleep(poll_s)
+
+    def job_dir(self, job_id: str) -> Path:
+        """The job's result folder: the trainer's output folder and the files beside it."""
+        return tuned_dir(self.data_dir, job_id)
+
+    # ---- the thread ----
+
+    def _loop(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self._record_pending()
+                    ran = self._run_next()
+                except StorageFullError as error:  # wait for room; no traceback every second
+                    log.warning("the job runner waits for disk space: %s", error)
+                    ran = False
+                except Exception:  # keep the runner alive: a database hiccup must not end it
+                    log.exception("the job runner failed to start a job; retrying")
+                    ran = False
+                if not ran:
+                    self._wake.wait(self.poll_interval_s)
+                    self._wake.clear()
+        finally:
+            self.store.close()
+
+    def _run_next(self) -> bool:
+        """Run the next queued job if this device is free; False when there was none to run.
+        The job's lock is taken before the job is marked running, so a studio starting at that
+        moment never mistakes it for a job whose process died."""
+        among = None if self.scope == "all" else set(self._submitted)
+        job = self.store.next_queued_job(among) if among is None or among else None
+        if job is None:
+            return False
+        device = FileLock(lock_file(self.data_dir, f"device-{self.device or 'auto'}"))
+        with device, FileLock(self._job_lock_path(job.id)) as job_lock:
+            if not device.acquire() or not job_lock.acquire():
+                return False  # another process trains on this device, or took this job
+            try:
+                job = self.store.change_job_state(job.id, "start", owner=self._owner)
+            except (IllegalTransition, NotFoundError):  # cancelled, claimed or deleted meanwhile
+                return True
+            self.current_job_id = job.id
+            try:
+                self._run(job)
+            finally:
+                self.current_job_id = None
+                self._cancel_requested.discard(job.id)
+        return True
+
+    def _run(self, job: Job) -> None:
+        stop = StopCheck(self.store, job.id,
+                         lambda: self._stopping.is_set() or job.id in self._cancel_requested)
+        try:
+            result = self._train(job, stop)
+        except Exception as error:
+            message, trace = self._failure_message(error), traceback.format_exc().rstrip()
+            self._record(lambda: self._fail(job.id, message, trace))
+        else:
+            self._record(lambda: self._finish(job.id, result))
+
+    def _failure_message(self, error: Exception) -> str:
+        if is_disk_full(error):
+            return no_space_message(self.data_dir, "free some space, then resume the job")
+        if isinstance(error, StudioError):
+            return str(error)
+        first_line = (str(error).strip().splitlines() or [""])[0][:300]
+        return (f"Training failed ({type(error).__name__}: {first_line}); the traceback is in "
+                "the job's log.")
+
+    def _record(self, write: Callable[[], None]) -> None:
+        """Write a job's outcome; when the disk is too full even for that, keep it and write it
+        as soon as there is room again (the runner retries every poll interval)."""
+        try:
+            write()
+        except StorageFullError as error:
+            log.error("%s; the job's outcome is written when there is room again", error)
+            self._unrecorded.append(write)
+
+    def _record_pending(self) -> None:
+        while self._unrecorded:
+            write = self._unrecorded[0]
+            write()  # StorageFullError: still no room, try again at the next poll
+            self._unrecorded.pop(0)
+
+    def _train(self, job: Job, stop: StopCheck) -> TrainResult:
+        version = self.store.get_dataset_version(job.dataset_version_id)
+        train_set, eval_set = version.dataset, None
+        if job.eval_dataset_version_id is not None:
+            eval_set = self.store.get_dataset_version(job.eval_dataset_version_id).dataset
+        elif job.config.eval_rows:
+            from training.tuning.trainer import split_eval
+
+            train_set, eval_set = split_eval(version.dataset, job.config.eval_rows, job.config.seed)
+        base_model = models.resolve_model(job.base_model, self.data_dir)
+        output_dir = self.job_dir(job.id)
+        _write_json(output_dir / BASE_MODEL_FILE,
+                    {"name": base_model.name, "path": base_model.path, "kind": base_model.kind})
+        resume_from = job.path(self.data_dir, job.checkpoint_dir)
+        return self._train_function()(
+            base_model=base_model, train_set=train_set, eval_set=eval_set, config=job.config,
+            output_dir=output_dir, sink=StoreSink(self.store, job.id, self.data_dir),
+            should_stop=stop, resume_from=resume_from, device=self.device)
+
+    def _train_function(self) -> TrainFn:
+        if self._train_fn is None:
+            from training.tuning.trainer import train
+
+            self._train_fn = train
+        return self._train_fn
+
+    def _finish(self, job_id: str, result: TrainResult) -> None:
+        adapter = relative_to(self.data_dir, result.adapter_dir) if result.adapter_dir else None
+        state = self.store.get_job(job_id).state
+        if result.status != "stopped":
+            self.store.change_job_state(job_id, "finish", result_dir=adapter, partial=False,
+                                        final_loss=result.final_loss)
+            self.store.append_log(job_id, f"Finished at step {result.last_step}: the tuned model "
+                                          "is ready.")
+        elif state == "cancelling":
+            job = self.store.change_job_state(job_id, "cancelled", result_dir=adapter,
+                                              partial=adapter is not None,
+                                              final_loss=result.final_loss)
+            self._log_cancelled(job, result.last_step)
+        else:  # the runner is stopping with the studio
+            self.store.change_job_state(job_id, "interrupt")
+            self.store.append_log(job_id, f"The studio stopped at step {result.last_step}; this "
+                                          "job resumes from its last checkpoint when the studio "
+                                          "starts again.")
+
+    def _fail(self, job_id: str, message: str, trace: str) -> None:
+        log.warning("job %s failed: %s\n%s", job_id, message, trace)
+        with self.store.transaction():
+            self.store.append_log(job_id, trace)
+            self.store.append_log(job_id, f"Failed: {message}")
+            self.store.change_job_state(job_id, "fail", error=message)
+
+    # ---- helpers ----
+
+    def _requeue(self, job: Job, *, front: bool, reason: str) -> Job:
+        """Queue ``job`` again from its last checkpoint: drop the progress rows and checkpoint
+        folders after it (those steps run again) and say so in the log."""
+        step = job.checkpoint_step or 0
+        where = (f"from the epoch {job.checkpoint_epoch} checkpoint (step {step})"
+                 if job.checkpoint_dir else "from the start (no checkpoint had been written)")
+        with self.store.transaction():
+            job = self.store.requeue_job(job.id, front=front, result_dir=None, partial=False,
+                                         final_loss=None, error="")
+            self.store.truncate_metrics_after(job.id, step)
+            self.store.append_log(job.id, f"{reason} {where}.")
+        self._remove_checkpoints_after(job.id, job.checkpoint_epoch or 0)
+        return job
+
+    def _remove_checkpoints_after(self, job_id: str, epoch: int) -> None:
+        """Checkpoints newer than the recorded one (the process died between writing one and
+        recording it) would be written again: remove them first."""
+        for number, folder in checkpoint_folders(self.job_dir(job_id)).items():
+            if number > epoch:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _end_cancelled(self, job: Job) -> None:
+        """Label a job that became cancelled without its trainer (queued, interrupted, or its
+        studio died while cancelling): the last checkpoint, if any, is its partial model."""
+        adapter = checkpoint_adapter(job.path(self.data_dir, job.checkpoint_dir))
+        if adapter is not None:
+            self.store.update_job(job.id, partial=True,
+                                  result_dir=relative_to(self.data_dir, adapter))
+            job = self.store.get_job(job.id)
+        self._log_cancelled(job, None)
+
+    def _log_cancelled(self, job: Job, step: int | None) -> None:
+        at = f" at step {step}" if step is not None else ""
+        if job.partial:
+            message = (f"Cancelled{at}. The epoch {job.checkpoint_epoch} checkpoint (step "
+                       f"{job.checkpoint_step}) is kept as a partial model: it may behave "
+                       "unpredictably. Tune again with fewer epochs for a finished model.")
+        else:
+            message = (f"Cancelled{at}, before the first checkpoint: no model was kept. If "
+                       "training took too long, tune again with fewer epochs.")
+        self.store.append_log(job.id, message)
+
+    def _job_lock_path(self, job_id: str) -> Path:
+        return lock_file(self.data_dir, f"job-{job_id}")
+
+
+def _write_json(path: Path, data: dict) -> None:
+    write_file_atomic(path, (json.dumps(data, ensure_ascii=False, indent=1) + "\n").encode())

@@ -1,0 +1,57 @@
+"""Loss and token accuracy on output tokens only, computing logits only where they are needed.
+
+The model body gives hidden states for every position; the output head (a 576 x 49,152 matrix
+for the bundled model, larger for bigger vocabularies) is applied only at positions whose next
+token is an output token: the same loss as applying it everywhere, for a fraction of the work
+(1.06-1.16x faster training measured on 135M, 1.3-1.5x on 0.5B). Cross-entropy runs in float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from training.tuning.batching import IGNORE_INDEX, Batch
+
+
+@dataclass(frozen=True)
+class BatchScore:
+    loss_sum: object
+    """Summed cross-entropy over the batch's output tokens (a torch scalar, with its graph)."""
+
+    correct: int
+    """Output tokens whose argmax prediction equals the label."""
+
+    count: int
+    """Output tokens predicted."""
+
+
+def select_outputs(hidden, labels):
+    """Hidden states that predict an output token, and those tokens: position t predicts the
+    label at t + 1. ``hidden`` [batch, length, width], ``labels`` [batch, length] ->
+    ([n, width], [n])."""
+    targets = labels[:, 1:]
+    chosen = targets != IGNORE_INDEX
+    return hidden[:, :-1][chosen], targets[chosen]
+
+
+def score_logits(logits, targets) -> BatchScore:
+    """Summed float32 cross-entropy and correct argmax predictions of ``logits`` [n, vocab]."""
+    import torch.nn.functional as F
+
+    logits = logits.float()
+    loss_sum = F.cross_entropy(logits, targets, reduction="sum")
+    correct = int((logits.detach().argmax(dim=-1) == targets).sum())
+    return BatchScore(loss_sum, correct, int(targets.numel()))
+
+
+def score_batch(parts, batch: Batch) -> BatchScore:
+    """Run the body on ``batch``, the head on output positions, and score them. ``parts`` is a
+    ``training.tuning.lora.ModelParts``."""
+    import torch
+
+    out = parts.body(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+    hidden, targets = select_outputs(out[0], batch.labels)
+    logits = parts.head(hidden)
+    if parts.logit_softcap:
+        logits = torch.tanh(logits.float() / parts.logit_softcap) * parts.logit_softcap
+    return score_logits(logits, targets)
