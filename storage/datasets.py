@@ -14,11 +14,11 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from training.core.layout import inside, upload_relpath
-from training.core.atomic import write_file_atomic
 from storage.timestamps import utc_now
+from training.core.atomic import write_file_atomic
 from training.core.dataset import Dataset, Example, PromptTemplate
 from training.core.errors import DatasetError, NotFoundError
+from training.core.layout import inside, upload_relpath
 
 MAX_NAME_CHARS = 80
 """Longest dataset name, in characters, after stripping spaces."""

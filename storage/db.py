@@ -30,12 +30,12 @@ from sqlite_utils import Database
 from storage import datasets, jobs
 from storage.datasets import DatasetSummary, DatasetVersion, DatasetVersionInfo, Upload
 from storage.jobs import Job, LogLine
+from training.core.dataset import Dataset, NewDataset
 from training.core.disk_space import full_disk_as_error
-from training.core.layout import database_file, uploads_dir
-from training.core.dataset import Dataset
 from training.core.errors import StudioError
-from training.core.states import JobEvent, JobState
+from training.core.layout import database_file, uploads_dir
 from training.core.progress import EpochSnapshot, EvalMetrics, StepMetrics
+from training.core.states import JobEvent, JobState
 
 BUSY_TIMEOUT_S = 10.0
 """How long a connection waits for another thread's or process's write lock before failing."""
@@ -285,18 +285,26 @@ class Store:
 
     # ---- tuning jobs (a tuned model is a job's result) ----
 
-    def create_job(self, **fields) -> Job:
-        """A new queued job; see ``storage.jobs.create_job`` for the fields."""
+    def create_job(self, *, new_dataset: NewDataset | None = None,
+                   before_commit: Callable[[Job], None] | None = None, **fields) -> Job:
+        """A new queued job (see ``storage.jobs.create_job`` for the fields), on ``new_dataset``
+        saved as a new version (with its uploaded file) when given. One transaction: when the
+        job cannot be created, or ``before_commit(job)`` raises, nothing is left behind."""
         with self.transaction() as db:
-            return jobs.create_job(db, **fields)
-
-    def create_job_with_dataset(self, dataset_name: str, dataset: Dataset, *, format: str = "",
-                                note: str = "", **fields) -> tuple[DatasetVersion, Job]:
-        """Save ``dataset`` as a new version of ``dataset_name`` and create a queued job on it,
-        in one transaction: when the job cannot be created, no version is left behind."""
-        with self.transaction() as db:
-            version = datasets.save_dataset(db, dataset_name, dataset, format=format, note=note)
-            return version, jobs.create_job(db, dataset_version_id=version.id, **fields)
+            if new_dataset is not None:
+                upload_id = None
+                if new_dataset.upload is not None:
+                    name, data = new_dataset.upload
+                    upload_id = datasets.save_upload(db, self.data_dir, name, data,
+                                                     new_dataset.format).id
+                version = datasets.save_dataset(
+                    db, new_dataset.name, new_dataset.dataset, format=new_dataset.format,
+                    upload_id=upload_id, note=new_dataset.note)
+                fields["dataset_version_id"] = version.id
+            job = jobs.create_job(db, **fields)
+            if before_commit is not None:
+                before_commit(job)
+            return job
 
     def get_job(self, job_id: str) -> Job:
         return jobs.get_job(self.db, job_id)
@@ -315,13 +323,6 @@ class Store:
         """Apply a state event (IllegalTransition if not allowed) and set ``fields`` with it."""
         with self.transaction() as db:
             return jobs.change_state(db, job_id, event, **fields)
-
-    def claim_next_job(self, owner: str, among: Collection[str] | None = None) -> Job | None:
-        """Move the next queued job (of ``among``, when given) to running for ``owner``: one
-        transaction, so two runners never claim the same job. None when nothing is queued."""
-        with self.transaction() as db:
-            job = jobs.next_queued_job(db, among)
-            return jobs.change_state(db, job.id, "start", owner=owner) if job else None
 
     def requeue_job(self, job_id: str, *, front: bool, **fields) -> Job:
         """Resume a failed, cancelled or interrupted job: queued again, at the front of the queue

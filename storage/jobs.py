@@ -23,14 +23,14 @@ from sqlite_utils import Database
 
 from storage import datasets
 from storage.datasets import DatasetVersion
-from training.core.layout import inside
 from storage.timestamps import utc_now
 from training.core.config import TuningConfig
 from training.core.errors import ConflictError, NotFoundError, StudioError
+from training.core.layout import inside
+from training.core.progress import EpochSnapshot, EvalMetrics, StepMetrics
 from training.core.states import (
     ACTIVE_STATES, FINAL_STATES, JobEvent, JobState, gemini_state, transition, tuned_model_id,
 )
-from training.core.progress import EpochSnapshot, EvalMetrics, StepMetrics
 
 
 @dataclass(frozen=True)
@@ -191,8 +191,10 @@ def create_job(
     config: TuningConfig,
     eval_dataset_version_id: int | None = None,
     job_id: str | None = None,
+    steps_per_epoch: int = 0,
+    total_steps: int = 0,
 ) -> Job:
-    """A new queued job at the back of the queue. Its id is ``job_id`` when given (ConflictError
+    """A new queued job at the back of the queue, planned to take ``total_steps``. Its id is ``job_id`` when given (ConflictError
     when taken), else derived from the display name and unique. Call inside a BEGIN IMMEDIATE
     transaction (reads the taken ids, then writes)."""
     taken = {row[0] for row in db.execute("SELECT id FROM jobs")}
@@ -210,6 +212,8 @@ def create_job(
         "eval_dataset_version_id": eval_dataset_version_id,
         "config_json": json.dumps(config.to_dict()),
         "state": "queued",
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps,
         "queue_order": back_of_queue(db),
         "created_at": now,
         "updated_at": now,

@@ -7,13 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio import datasets_tab
-
-from studio import library_tab
-
-from studio import new_model_tab
-
-from studio import playground_tab
+from studio import datasets_events, datasets_tab, library_tab, new_model_tab, playground_tab
 from studio.context import StudioContext
 from studio.errors import user_errors
 from studio.i18n import t
@@ -36,7 +30,7 @@ def build_ui(ctx: StudioContext) -> gr.Blocks:
                                    min_width=140, elem_id="language")
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab(t("tab.data"), id="data", elem_id="tab-data"):
-                datasets_tab.build(ctx)
+                datasets_events.wire(ctx, datasets_tab.build(ctx))
             with gr.Tab(t("tab.new"), id="new", elem_id="tab-new") as new_tab:
                 form = new_model_tab.build(ctx)
             with gr.Tab(t("tab.library"), id="library", elem_id="tab-library") as library_tab_:
@@ -79,17 +73,20 @@ def _wire_across_tabs(ctx, tabs, new_tab, library_tab_, play_tab, form, library,
                     None, [playground.model, playground.batch_dataset])
 
     @user_errors
-    def on_tune(name, description, base, dataset_name, version_number, eval_name, *settings):
-        stored = new_model_tab.dataset_version(ctx, dataset_name, version_number)
-        config = new_model_tab.config_from_values(*settings)
+    def on_tune(data: dict):
+        request, settings = form.read(data)
+        stored = new_model_tab.dataset_version(ctx, request["dataset"], request["version"])
+        config = new_model_tab.config_from_values(settings)
+        eval_name = request["eval_dataset"]
         eval_id = ctx.store.get_version(eval_name).id if eval_name else None
-        job = ctx.runner.submit(JobRequest(name or "", description or "", base or "",
-                                           stored.id, config, eval_id))
+        job = ctx.runner.submit(JobRequest(request["display_name"] or "",
+                                           request["description"] or "",
+                                           request["base_model"] or "", stored.id, config, eval_id))
         message = (f"Started **{job.display_name}** (`{job.id}`): follow it in My Library.")
         return (message, gr.Tabs(selected="library"), job.id,
                 *library_tab.job_page(ctx, job.id, {}, force=True))
 
-    form.tune_button.click(on_tune, form.request_inputs,
+    form.tune_button.click(on_tune, set(form.widgets),
                            [form.message, tabs, library.selected] + library.page,
                            concurrency_id="submit", concurrency_limit=1)
 
@@ -102,15 +99,17 @@ def _wire_across_tabs(ctx, tabs, new_tab, library_tab_, play_tab, form, library,
         eval_name = (ctx.store.get_dataset_version(job.eval_dataset_version_id).name
                      if job.eval_dataset_version_id else None)
         gr.Info("The form holds that model's settings: change what you like, then Tune.")
-        return (gr.Tabs(selected="new"), f"{job.display_name} again"[:40], job.description,
-                job.base_model, gr.Dropdown(choices=new_model_tab.dataset_choices(ctx),
-                                            value=version.name),
-                gr.Dropdown(choices=new_model_tab.version_choices(ctx, version.name),
-                            value=version.version),
-                gr.Dropdown(choices=new_model_tab.dataset_choices(ctx), value=eval_name),
-                *new_model_tab.values_from_config(job.config))
+        datasets = new_model_tab.dataset_choices(ctx)
+        request = dict(
+            display_name=f"{job.display_name} again"[:40], description=job.description,
+            base_model=job.base_model, dataset=gr.Dropdown(choices=datasets, value=version.name),
+            version=gr.Dropdown(choices=new_model_tab.version_choices(ctx, version.name),
+                                value=version.version),
+            eval_dataset=gr.Dropdown(choices=datasets, value=eval_name))
+        return {tabs: gr.Tabs(selected="new"),
+                **form.fill(request, new_model_tab.values_from_config(job.config))}
 
-    library.tune_again.click(on_tune_again, library.selected, [tabs] + form.request_inputs)
+    library.tune_again.click(on_tune_again, library.selected, [tabs] + form.widgets)
 
     @user_errors
     def on_open_playground(job_id):

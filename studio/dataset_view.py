@@ -9,8 +9,8 @@ from typing import Sequence
 import gradio as gr
 
 from training.core.dataset import CHAT_TEMPLATE, Dataset, InputField, PromptTemplate, cell_text
-from training.data.report import Problem, Report
 from training.core.template import Segment, render_example, token_counts
+from training.data.report import Problem, Report
 
 _ICONS = {"error": "Error:", "warning": "Warning:", "info": "Note:"}
 _MAX_LISTED = 60  # problems listed in the panel; the rest are counted

@@ -1,7 +1,6 @@
-"""The Datasets tab: import a file or pasted rows, map columns, edit the structured prompt and
-the grid of examples, watch the preview and the validation report, save versions, export.
-
-Handlers are thin: parsing, validation, rendering and storage live in training/ and storage/.
+"""The Datasets tab's layout: import a file or pasted rows, map columns, edit the structured
+prompt and the grid of examples, watch the preview and the validation report, save versions,
+export. Its events are in ``studio.datasets_events``.
 """
 
 from __future__ import annotations
@@ -13,19 +12,10 @@ import gradio as gr
 
 from studio import dataset_view as view
 from studio.context import StudioContext
-from studio.errors import user_errors
 from studio.i18n import t
-from training.data import export
+from training.core.dataset import PromptTemplate
 from training.data import formats
-from training.core.dataset import Dataset, PromptTemplate
-from training.core.errors import DatasetError, StudioError
-from training.core.layout import exports_dir
 from training.data.report import Problem
-from training.data.validation import validate
-
-# Editor events run one at a time, in order, keeping only the newest waiting one: typing fires an
-# event per keystroke, and out-of-order answers would show a stale preview.
-IN_ORDER = dict(concurrency_id="dataset-editor", concurrency_limit=1, trigger_mode="always_last")
 
 SAMPLE_FILE = Path(__file__).resolve().parent.parent / "statics" / "samples" / "support_tickets.csv"
 UPLOAD_TYPES = [".csv", ".tsv", ".txt", ".xlsx", ".json", ".jsonl"]
@@ -65,10 +55,27 @@ class Widgets:
     preview_row: gr.Number
     model: gr.Dropdown
     name: gr.Textbox
+    upload: gr.File
+    pasted: gr.Textbox
+    paste_button: gr.Button
+    append_button: gr.Button
+    saved: gr.Dropdown
+    version: gr.Number
+    open_button: gr.Button
+    empty_button: gr.Button
+    sample_button: gr.Button
+    add_button: gr.Button
+    duplicate_button: gr.Button
+    delete_button: gr.Button
+    save_button: gr.Button
+    saved_message: gr.Markdown
+    export_format: gr.Radio
+    export_button: gr.Button
+    export_file: gr.File
 
 
 def build(ctx: StudioContext) -> Widgets:
-    """Lay out the tab and wire its events; returns the widgets other tabs may refresh."""
+    """Lay out the tab; ``datasets_events.wire`` gives it its behaviour."""
     template_state = gr.State(PromptTemplate().to_dict())
     source_state = gr.State(Source())
     selected = gr.State(0)
@@ -84,7 +91,7 @@ def build(ctx: StudioContext) -> Widgets:
                     append_button = gr.Button(t("data.paste_append"), size="sm", elem_id="paste-append")
         with gr.Column(scale=1):
             gr.Markdown(f"### {t('data.open')}")
-            saved = gr.Dropdown(label=t("data.saved"), choices=_saved_choices(ctx), elem_id="saved-datasets")
+            saved = gr.Dropdown(label=t("data.saved"), choices=saved_choices(ctx), elem_id="saved-datasets")
             version = gr.Number(label=t("data.version"), precision=0, minimum=0, value=0,
                                 info="0 = latest")
             open_button = gr.Button(t("data.open_button"), size="sm")
@@ -149,254 +156,13 @@ def build(ctx: StudioContext) -> Widgets:
             export_button = gr.Button(t("data.export_button"), elem_id="export")
             export_file = gr.File(interactive=False, elem_id="export-file")
 
-    w = Widgets(template_state, source_state, selected, kind, preamble, fields, output_label, grid,
-                mapping, sheet, inputs, output, mapping_preview, detected, report, preview,
-                preview_row, model, name)
-    _wire(ctx, w, upload, pasted, paste_button, append_button, saved, version, open_button, empty_button,
-          sample_button, add_button, duplicate_button, delete_button, save_button, saved_message,
-          export_format, export_button, export_file)
-    return w
+    return Widgets(template_state, source_state, selected, kind, preamble, fields, output_label,
+                   grid, mapping, sheet, inputs, output, mapping_preview, detected, report,
+                   preview, preview_row, model, name, upload, pasted, paste_button, append_button,
+                   saved, version, open_button, empty_button, sample_button, add_button,
+                   duplicate_button, delete_button, save_button, saved_message, export_format,
+                   export_button, export_file)
 
 
-def _saved_choices(ctx: StudioContext) -> list[str]:
+def saved_choices(ctx: StudioContext) -> list[str]:
     return [d.name for d in ctx.store.list_datasets()]
-
-
-def _wire(ctx, w: Widgets, upload, pasted, paste_button, append_button, saved, version, open_button, empty_button,
-          sample_button, add_button, duplicate_button, delete_button, save_button, saved_message,
-          export_format, export_button, export_file):
-    # Everything a "load" changes, in one order, so every loader returns the same tuple.
-    loaded = [w.template, w.source, w.selected, w.kind, w.preamble, w.fields, w.output_label,
-              w.grid, w.mapping, w.sheet, w.inputs, w.output, w.mapping_preview, w.detected,
-              w.report, w.preview, w.preview_row, w.name]
-    shown = [w.report, w.preview]
-
-    def show(template: PromptTemplate, rows, row: int, model: str, source: Source):
-        """(report Markdown, preview HTML) for the current editor content."""
-        dataset = view.dataset_from_grid(template, rows)
-        tokenizer = ctx.tokenizer(model)
-        report = validate(dataset, ctx.limits, tokenizer=tokenizer, file_problems=source.problems)
-        return view.report_markdown(report, source.label), view.preview(dataset, row, tokenizer)
-
-    def load(dataset: Dataset, source: Source, model: str, name: str = "", output_column=None):
-        template = dataset.template
-        rows = dataset.rows() or [[""] * len(template.columns)]
-        table = source.table
-        mapping_on = table is not None
-        guess_inputs = [f.key for f in template.inputs] if mapping_on else []
-        report, preview = _safe_show(show, template, rows, 0, model, source)
-        return (
-            template.to_dict(), source, 0, template.kind,
-            gr.Textbox(value=template.preamble, visible=template.kind == "structured"),
-            gr.Dataframe(value=view.field_rows(template), visible=template.kind == "structured"),
-            gr.Textbox(value=template.output_label, visible=template.kind == "structured"),
-            view.grid(rows, template.columns),
-            gr.Group(visible=mapping_on),
-            gr.Dropdown(choices=list(table.sheet_names) if table else [],
-                        value=table.sheet if table else None,
-                        visible=bool(table and len(table.sheet_names) > 1)),
-            gr.Dropdown(choices=list(table.header) if table else [], value=guess_inputs),
-            gr.Dropdown(choices=list(table.header) if table else [], value=output_column),
-            view.mapping_markdown(dataset) if mapping_on else "",
-            f"**Detected:** {source.label}" if source.label else "",
-            report, preview, 1, name,
-        )
-
-    @user_errors
-    def on_upload(path, model):
-        if not path:
-            raise gr.Error("Choose a file to upload.")
-        data = Path(path).read_bytes()
-        filename = Path(path).name
-        result = formats.read_bytes(data, filename, ctx.limits)
-        upload_row = ctx.store.save_upload(filename, data, result.format)
-        source = Source(result.summary, result.format, upload_row.id, result.table,
-                        tuple(result.problems), data, filename)
-        return _load_result(load, result, source, model, Path(filename).stem)
-
-    @user_errors
-    def on_paste(text, model):
-        result = formats.read_pasted(text or "", ctx.limits)
-        source = Source(result.summary, result.format, None, result.table, tuple(result.problems))
-        return _load_result(load, result, source, model)
-
-    @user_errors
-    def on_sheet(sheet_name, source: Source, model):
-        if not source.raw or not sheet_name or (source.table and source.table.sheet == sheet_name):
-            raise gr.Error("Upload an XLSX file first, then choose one of its sheets.")
-        result = formats.read_bytes(source.raw, source.filename, ctx.limits, sheet=sheet_name)
-        new_source = Source(result.summary, result.format, source.upload_id, result.table,
-                            tuple(result.problems), source.raw, source.filename)
-        return _load_result(load, result, new_source, model, Path(source.filename).stem)
-
-    @user_errors
-    def on_mapping(input_columns, output_column, source: Source, model, name):
-        if source.table is None:
-            raise gr.Error("Import a spreadsheet first: column mapping applies to CSV, TSV and XLSX files.")
-        if not input_columns or not output_column:
-            raise gr.Error("Choose at least one input column and one output column.")
-        dataset = formats.map_columns(source.table, input_columns, output_column)
-        return load(dataset, source, model, name, output_column)
-
-    @user_errors
-    def on_open(dataset_name, version_number, model):
-        if not dataset_name:
-            raise gr.Error("Choose a saved dataset to open.")
-        stored = ctx.store.get_version(dataset_name, int(version_number) or None)
-        label = f"{stored.name} version {stored.version}, {stored.example_count} examples"
-        return load(stored.dataset, Source(label, stored.format, stored.upload_id), model, stored.name)
-
-    @user_errors
-    def on_empty(model):
-        template = PromptTemplate()
-        return load(Dataset(template), Source(), model)
-
-    @user_errors
-    def on_sample(model):
-        result = formats.read_file(SAMPLE_FILE, ctx.limits)
-        source = Source(result.summary, result.format, None, result.table, tuple(result.problems))
-        return _load_result(load, result, source, model, "support-tickets")
-
-    model_in = [w.model]
-    upload.upload(on_upload, [upload] + model_in, loaded, **IN_ORDER)
-    paste_button.click(on_paste, [pasted] + model_in, loaded, **IN_ORDER)
-    w.sheet.input(on_sheet, [w.sheet, w.source] + model_in, loaded, **IN_ORDER)
-    mapping_in = [w.inputs, w.output, w.source] + model_in + [w.name]
-    w.inputs.input(on_mapping, mapping_in, loaded, **IN_ORDER)
-    w.output.input(on_mapping, mapping_in, loaded, **IN_ORDER)
-    open_button.click(on_open, [saved, version] + model_in, loaded, **IN_ORDER)
-    empty_button.click(on_empty, model_in, loaded, **IN_ORDER)
-    sample_button.click(on_sample, model_in, loaded, **IN_ORDER)
-
-    # Editing: the grid and the prompt editor re-validate and re-render the preview.
-    @user_errors
-    def on_edit(template_dict, rows, row, model, source):
-        return show(PromptTemplate.from_dict(template_dict), rows, int(row or 1) - 1, model, source)
-
-    edit_in = [w.template, w.grid, w.preview_row, w.model, w.source]
-    w.grid.input(on_edit, edit_in, shown, **IN_ORDER)
-    w.preview_row.input(on_edit, edit_in, shown, **IN_ORDER)
-    w.model.input(on_edit, edit_in, shown, **IN_ORDER)
-
-    @user_errors
-    def on_select(evt: gr.SelectData, template_dict, rows, model, source):
-        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else int(evt.index or 0)
-        report, preview = show(PromptTemplate.from_dict(template_dict), rows, row, model, source)
-        return row, row + 1, report, preview
-
-    w.grid.select(on_select, [w.template, w.grid, w.model, w.source],
-                  [w.selected, w.preview_row] + shown, **IN_ORDER)
-
-    @user_errors
-    def on_prompt(kind, preamble, field_value, output_label, template_dict, rows, row, model, source):
-        old = PromptTemplate.from_dict(template_dict)
-        new = view.template_from_editor(kind, preamble, field_value, output_label)
-        try:
-            new.check()
-        except DatasetError as error:  # keep the user's grid; say what is wrong with the fields
-            return template_dict, gr.Dataframe(), f"**Error:** {error}", gr.HTML()
-        reshaped = view.reshape_rows(view.grid_rows(rows), old.columns, new.columns)
-        report, preview = show(new, reshaped, int(row or 1) - 1, model, source)
-        grid_update = view.grid(reshaped, new.columns) \
-            if new.columns != old.columns else gr.Dataframe()
-        return new.to_dict(), grid_update, report, preview
-
-    prompt_in = [w.kind, w.preamble, w.fields, w.output_label, w.template, w.grid, w.preview_row,
-                 w.model, w.source]
-    prompt_out = [w.template, w.grid] + shown
-    w.preamble.input(on_prompt, prompt_in, prompt_out, **IN_ORDER)
-    w.fields.input(on_prompt, prompt_in, prompt_out, **IN_ORDER)
-    w.output_label.input(on_prompt, prompt_in, prompt_out, **IN_ORDER)
-
-    # Row actions on the selected row.
-    def row_action(action):
-        @user_errors
-        def handler(template_dict, rows, selected_row, model, source):
-            template = PromptTemplate.from_dict(template_dict)
-            rows = view.grid_rows(rows)
-            width = len(template.columns)
-            index = min(max(int(selected_row or 0), 0), max(len(rows) - 1, 0))
-            if action == "add":
-                rows.append([""] * width)
-                index = len(rows) - 1
-            elif action == "duplicate" and rows:
-                rows.insert(index + 1, list(rows[index]))
-                index += 1
-            elif action == "delete" and rows:
-                del rows[index]
-                rows = rows or [[""] * width]
-                index = min(index, len(rows) - 1)
-            report, preview = show(template, rows, index, model, source)
-            return view.grid(rows, template.columns), index, index + 1, report, preview
-
-        return handler
-
-    @user_errors
-    def on_append(text, template_dict, rows, model, source):
-        template = PromptTemplate.from_dict(template_dict)
-        current = [r for r in view.grid_rows(rows) if any(c.strip() for c in r)]
-        added = formats.pasted_rows(text, template.columns, ctx.limits)
-        width = len(template.columns)
-        new_rows = current + [r + [""] * (width - len(r)) for r in added]
-        report, preview = show(template, new_rows, len(current), model, source)
-        gr.Info(f"Appended {len(added)} row(s).")
-        return (view.grid(new_rows, template.columns), len(current),
-                len(current) + 1, report, preview)
-
-    append_button.click(on_append, [pasted, w.template, w.grid, w.model, w.source],
-                        [w.grid, w.selected, w.preview_row] + shown)
-
-    row_in = [w.template, w.grid, w.selected, w.model, w.source]
-    row_out = [w.grid, w.selected, w.preview_row] + shown
-    add_button.click(row_action("add"), row_in, row_out, **IN_ORDER)
-    duplicate_button.click(row_action("duplicate"), row_in, row_out, **IN_ORDER)
-    delete_button.click(row_action("delete"), row_in, row_out, **IN_ORDER)
-
-    @user_errors
-    def on_save(dataset_name, template_dict, rows, source: Source, model):
-        dataset = view.dataset_from_grid(PromptTemplate.from_dict(template_dict), rows)
-        if not dataset.examples:
-            raise gr.Error("There are no examples to save: add rows or import a file first.")
-        report = validate(dataset, ctx.limits, tokenizer=ctx.tokenizer(model))
-        stored = ctx.store.save_dataset(dataset_name or "", dataset, format=source.format,
-                                        upload_id=source.upload_id)
-        message = f"Saved **{stored.name}** version {stored.version} ({stored.example_count} examples)."
-        if not report.ok:
-            message += (f" It has {len(report.errors)} error(s): fix them and save again before "
-                        "tuning with it.")
-        return message, gr.Dropdown(choices=_saved_choices(ctx), value=stored.name)
-
-    save_button.click(on_save, [w.name, w.template, w.grid, w.source, w.model],
-                      [saved_message, saved], **IN_ORDER)
-
-    @user_errors
-    def on_export(fmt, template_dict, rows, dataset_name):
-        dataset = view.dataset_from_grid(PromptTemplate.from_dict(template_dict), rows)
-        if not dataset.examples:
-            raise gr.Error("There are no examples to export.")
-        return str(export.export_file(dataset, fmt, exports_dir(ctx.data_dir), dataset_name or "dataset"))
-
-    export_button.click(on_export, [export_format, w.template, w.grid, w.name], export_file, **IN_ORDER)
-
-
-def _safe_show(show, *args):
-    """A load must not fail because the report could not be computed (e.g. a base model that
-    cannot be loaded): the rows are shown and the report says why."""
-    try:
-        return show(*args)
-    except StudioError as error:
-        return f"**Error:** {error}", view.empty_preview("")
-
-
-def _load_result(load, result: formats.ImportResult, source: Source, model: str, name: str = ""):
-    """Load an import: JSON formats as they are, spreadsheets with the guessed column mapping."""
-    if result.dataset is not None:
-        return load(result.dataset, source, model, name)
-    table = result.table
-    if table is None or not table.header or not table.rows:
-        raise DatasetError("The file has no rows: add a header row and at least one example.")
-    input_columns, output_column = formats.guess_mapping(table.header)
-    if output_column is None or not input_columns:
-        raise DatasetError("The file needs at least two columns: one or more inputs and one output.")
-    return load(formats.map_columns(table, input_columns, output_column), source, model, name,
-                output_column)

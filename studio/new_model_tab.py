@@ -5,96 +5,108 @@ background. Defaults come from TuningConfig, so the form and the trainer never d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import gradio as gr
 
 from studio.context import StudioContext
 from studio.errors import user_errors
 from studio.i18n import t
-from training.core.config import ALL_PROJECTIONS, TuningConfig
+from training.core.config import SETTINGS, TuningConfig
 
 DEFAULTS = TuningConfig()
 
 
+REQUEST_FIELDS = ("display_name", "description", "base_model", "dataset", "version", "eval_dataset")
+"""The form's widgets besides the settings: what the job is called, on what it trains."""
+
+LABELS = {
+    "epochs": "new.epochs", "batch_size": "new.batch_size", "learning_rate": "new.learning_rate",
+    "learning_rate_multiplier": "new.multiplier", "lora_rank": "new.lora_rank",
+    "lora_alpha": "new.lora_alpha", "lora_dropout": "new.lora_dropout",
+    "target_modules": "new.target_modules", "max_input_tokens": "new.max_input_tokens",
+    "max_output_tokens": "new.max_output_tokens", "eval_rows": "new.eval_rows",
+    "eval_interval_steps": "new.eval_interval", "early_stopping": "new.early_stopping",
+    "early_stopping_patience": "new.patience", "select_best_checkpoint": "new.best_checkpoint",
+    "seed": "new.seed", "precision": "new.precision",
+}
+"""The message key of each setting's label."""
+
+
 @dataclass
 class Form:
-    display_name: gr.Textbox
-    description: gr.Textbox
-    base_model: gr.Dropdown
-    dataset: gr.Dropdown
-    version: gr.Dropdown
-    eval_dataset: gr.Dropdown
-    epochs: gr.Number
-    batch_size: gr.Number
-    learning_rate: gr.Number
-    learning_rate_multiplier: gr.Number
-    lora_rank: gr.Dropdown
-    lora_alpha: gr.Number
-    lora_dropout: gr.Number
-    target_modules: gr.CheckboxGroup
-    max_input_tokens: gr.Number
-    max_output_tokens: gr.Number
-    eval_rows: gr.Number
-    eval_interval_steps: gr.Number
-    early_stopping: gr.Checkbox
-    early_stopping_patience: gr.Number
-    select_best_checkpoint: gr.Checkbox
-    seed: gr.Number
-    precision: gr.Radio
+    request: dict[str, gr.components.Component]
+    """``REQUEST_FIELDS`` by name."""
+    settings: dict[str, gr.components.Component]
+    """One widget per TuningConfig field, by field name."""
     estimate_button: gr.Button
     estimate: gr.Markdown
     tune_button: gr.Button
     message: gr.Markdown
 
-    @property
-    def settings(self) -> list:
-        """The widgets that make a TuningConfig, in ``config_from_values`` order."""
-        return [self.epochs, self.batch_size, self.learning_rate, self.learning_rate_multiplier,
-                self.lora_rank, self.lora_alpha, self.lora_dropout, self.target_modules,
-                self.max_input_tokens, self.max_output_tokens, self.eval_rows,
-                self.eval_interval_steps, self.early_stopping, self.early_stopping_patience,
-                self.select_best_checkpoint, self.seed, self.precision]
+    def __getattr__(self, name: str):  # form.dataset, form.epochs, ...
+        for group in ("request", "settings"):
+            widgets = self.__dict__.get(group, {})
+            if name in widgets:
+                return widgets[name]
+        raise AttributeError(name)
 
     @property
-    def request_inputs(self) -> list:
-        return [self.display_name, self.description, self.base_model, self.dataset,
-                self.version, self.eval_dataset] + self.settings
+    def widgets(self) -> list:
+        """Every widget a request is read from (Gradio ``inputs`` and ``outputs``)."""
+        return list(self.request.values()) + list(self.settings.values())
+
+    def read(self, data: dict) -> tuple[dict, dict]:
+        """Request values and setting values by name, from a handler's ``{widget: value}``."""
+        return ({name: data.get(w) for name, w in self.request.items()},
+                {name: data.get(w) for name, w in self.settings.items()})
+
+    def fill(self, request: dict, settings: dict) -> dict:
+        """``{widget: value}`` for a handler's outputs, from values by name."""
+        return {**{self.request[n]: v for n, v in request.items()},
+                **{self.settings[n]: v for n, v in settings.items()}}
 
 
-def config_from_values(epochs, batch_size, learning_rate, multiplier, rank, alpha, dropout,
-                       modules, max_input, max_output, eval_rows, eval_interval, early_stopping,
-                       patience, best, seed, precision) -> TuningConfig:
-    """A TuningConfig from the form's widget values (number widgets give floats or None)."""
-    def whole(value, default):
-        return default if value in (None, "") else int(float(value))
-
-    def real(value, default):
-        return default if value in (None, "") else float(value)
-
-    return TuningConfig(
-        epochs=whole(epochs, DEFAULTS.epochs), batch_size=whole(batch_size, DEFAULTS.batch_size),
-        learning_rate=real(learning_rate, DEFAULTS.learning_rate),
-        learning_rate_multiplier=real(multiplier, DEFAULTS.learning_rate_multiplier),
-        lora_rank=whole(rank, DEFAULTS.lora_rank), lora_alpha=real(alpha, DEFAULTS.lora_alpha),
-        lora_dropout=real(dropout, DEFAULTS.lora_dropout),
-        target_modules=tuple(modules or ()),
-        max_input_tokens=whole(max_input, DEFAULTS.max_input_tokens),
-        max_output_tokens=whole(max_output, DEFAULTS.max_output_tokens),
-        eval_rows=whole(eval_rows, 0), eval_interval_steps=whole(eval_interval, DEFAULTS.eval_interval_steps),
-        early_stopping=bool(early_stopping),
-        early_stopping_patience=whole(patience, DEFAULTS.early_stopping_patience),
-        select_best_checkpoint=bool(best), seed=whole(seed, DEFAULTS.seed),
-        precision=precision or "auto",
-    )
+def config_from_values(values: Mapping[str, Any]) -> TuningConfig:
+    """A TuningConfig from the form's values by field name (number widgets give floats or None;
+    an empty box takes the default)."""
+    config = {}
+    for name, setting in SETTINGS.items():
+        value, default = values.get(name), getattr(DEFAULTS, name)
+        if setting.kind == "int":
+            config[name] = default if value in (None, "") else int(float(value))
+        elif setting.kind == "float":
+            config[name] = default if value in (None, "") else float(value)
+        elif setting.kind == "bool":
+            config[name] = bool(value)
+        elif setting.kind == "choices":
+            config[name] = tuple(value or ())
+        else:
+            config[name] = value or default
+    return TuningConfig(**config)
 
 
-def values_from_config(config: TuningConfig) -> list:
-    """The inverse of ``config_from_values``: widget values in ``Form.settings`` order."""
-    return [config.epochs, config.batch_size, config.learning_rate, config.learning_rate_multiplier,
-            config.lora_rank, config.lora_alpha, config.lora_dropout, list(config.target_modules),
-            config.max_input_tokens, config.max_output_tokens, config.eval_rows,
-            config.eval_interval_steps, config.early_stopping, config.early_stopping_patience,
-            config.select_best_checkpoint, config.seed, config.precision]
+def values_from_config(config: TuningConfig) -> dict:
+    """The inverse of ``config_from_values``: widget values by field name."""
+    return {name: list(getattr(config, name)) if setting.kind == "choices" else getattr(config, name)
+            for name, setting in SETTINGS.items()}
+
+
+def setting_widget(name: str, **extra) -> gr.components.Component:
+    """The widget for a TuningConfig field: kind, default, range and choices from ``SETTINGS``."""
+    setting, default, label = SETTINGS[name], getattr(DEFAULTS, name), t(LABELS[name])
+    if setting.kind == "bool":
+        return gr.Checkbox(default, label=label, **extra)
+    if setting.kind == "choice":
+        return gr.Radio(list(setting.choices), value=default, label=label, **extra)
+    if setting.kind == "choices":
+        return gr.CheckboxGroup(list(setting.choices), value=list(default), label=label, **extra)
+    if setting.choices:  # suggested values, others allowed
+        return gr.Dropdown(list(setting.choices), value=default, allow_custom_value=True,
+                           label=label, **extra)
+    return gr.Number(default, label=label, minimum=setting.minimum, maximum=setting.maximum,
+                     step=setting.step or 1, precision=0 if setting.kind == "int" else None,
+                     **extra)
 
 
 def dataset_choices(ctx: StudioContext) -> list[str]:
@@ -124,42 +136,31 @@ def build(ctx: StudioContext) -> Form:
             dataset = gr.Dropdown(names, value=None, label=t("new.dataset"), elem_id="new-dataset")
             version = gr.Dropdown([], value=None, label=t("data.version"), elem_id="new-version")
     gr.Markdown(t("new.guidance"), elem_classes=["limits"])
+    s = {}
     with gr.Row():
-        epochs = gr.Number(DEFAULTS.epochs, label=t("new.epochs"), precision=0, minimum=1,
-                           elem_id="new-epochs")
-        batch_size = gr.Number(DEFAULTS.batch_size, label=t("new.batch_size"), precision=0,
-                               minimum=1, elem_id="new-batch-size")
-        learning_rate = gr.Number(DEFAULTS.learning_rate, label=t("new.learning_rate"),
-                                  minimum=0, step=0.0001, elem_id="new-learning-rate")
-        multiplier = gr.Number(DEFAULTS.learning_rate_multiplier, label=t("new.multiplier"),
-                               minimum=0, step=0.1, elem_id="new-multiplier")
+        s["epochs"] = setting_widget("epochs", elem_id="new-epochs")
+        s["batch_size"] = setting_widget("batch_size", elem_id="new-batch-size")
+        s["learning_rate"] = setting_widget("learning_rate", elem_id="new-learning-rate")
+        s["learning_rate_multiplier"] = setting_widget("learning_rate_multiplier",
+                                                       elem_id="new-multiplier")
     with gr.Accordion(t("new.advanced"), open=False, elem_id="new-advanced"):
         with gr.Row():
-            rank = gr.Dropdown([1, 4, 8, 16], value=DEFAULTS.lora_rank, allow_custom_value=True,
-                               label=t("new.lora_rank"), elem_id="new-rank")
-            alpha = gr.Number(DEFAULTS.lora_alpha, label=t("new.lora_alpha"), minimum=0)
-            dropout = gr.Number(DEFAULTS.lora_dropout, label=t("new.lora_dropout"), minimum=0,
-                                maximum=0.99, step=0.05)
-            precision = gr.Radio(["auto", "bf16", "fp32"], value=DEFAULTS.precision,
-                                 label=t("new.precision"))
-        modules = gr.CheckboxGroup(list(ALL_PROJECTIONS), value=list(DEFAULTS.target_modules),
-                                   label=t("new.target_modules"))
+            s["lora_rank"] = setting_widget("lora_rank", elem_id="new-rank")
+            s["lora_alpha"] = setting_widget("lora_alpha")
+            s["lora_dropout"] = setting_widget("lora_dropout")
+            s["precision"] = setting_widget("precision")
+        s["target_modules"] = setting_widget("target_modules")
         with gr.Row():
-            max_input = gr.Number(DEFAULTS.max_input_tokens, label=t("new.max_input_tokens"),
-                                  precision=0, minimum=1)
-            max_output = gr.Number(DEFAULTS.max_output_tokens, label=t("new.max_output_tokens"),
-                                   precision=0, minimum=1)
-            seed = gr.Number(DEFAULTS.seed, label=t("new.seed"), precision=0, minimum=0)
+            s["max_input_tokens"] = setting_widget("max_input_tokens")
+            s["max_output_tokens"] = setting_widget("max_output_tokens")
+            s["seed"] = setting_widget("seed")
         with gr.Row():
-            eval_rows = gr.Number(DEFAULTS.eval_rows, label=t("new.eval_rows"), precision=0,
-                                  minimum=0, maximum=250, info=t("new.eval_rows_info"),
-                                  elem_id="new-eval-rows")
-            eval_interval = gr.Number(DEFAULTS.eval_interval_steps, label=t("new.eval_interval"),
-                                      precision=0, minimum=1)
-            early = gr.Checkbox(DEFAULTS.early_stopping, label=t("new.early_stopping"))
-            patience = gr.Number(DEFAULTS.early_stopping_patience, label=t("new.patience"),
-                                 precision=0, minimum=1)
-            best = gr.Checkbox(DEFAULTS.select_best_checkpoint, label=t("new.best_checkpoint"))
+            s["eval_rows"] = setting_widget("eval_rows", info=t("new.eval_rows_info"),
+                                            elem_id="new-eval-rows")
+            s["eval_interval_steps"] = setting_widget("eval_interval_steps")
+            s["early_stopping"] = setting_widget("early_stopping")
+            s["early_stopping_patience"] = setting_widget("early_stopping_patience")
+            s["select_best_checkpoint"] = setting_widget("select_best_checkpoint")
         eval_dataset = gr.Dropdown(names, value=None, label=t("new.eval_dataset"),
                                    info=t("new.eval_dataset_info"), elem_id="new-eval-dataset")
     with gr.Row():
@@ -168,10 +169,10 @@ def build(ctx: StudioContext) -> Form:
     estimate = gr.Markdown(elem_id="new-estimate-text")
     message = gr.Markdown(elem_id="new-message")
 
-    form = Form(display_name, description, base_model, dataset, version, eval_dataset, epochs, batch_size,
-                learning_rate, multiplier, rank, alpha, dropout, modules, max_input, max_output,
-                eval_rows, eval_interval, early, patience, best, seed, precision,
-                estimate_button, estimate, tune_button, message)
+    request = dict(display_name=display_name, description=description, base_model=base_model,
+                   dataset=dataset, version=version, eval_dataset=eval_dataset)
+    form = Form(request, {name: s[name] for name in SETTINGS}, estimate_button, estimate,
+                tune_button, message)
 
     @user_errors
     def on_dataset(name):
@@ -181,14 +182,16 @@ def build(ctx: StudioContext) -> Form:
     dataset.input(on_dataset, dataset, version)
 
     @user_errors
-    def on_estimate(base, name, version_number, *settings):
+    def on_estimate(data: dict):
         from training.tuning.estimates import estimate_job  # loads torch: only when asked
 
-        stored = dataset_version(ctx, name, version_number)
-        config = config_from_values(*settings)
-        return describe_estimate(estimate_job(ctx.data_dir, base, stored.dataset, config))
+        request, settings = form.read(data)
+        stored = dataset_version(ctx, request["dataset"], request["version"])
+        config = config_from_values(settings)
+        return describe_estimate(estimate_job(ctx.data_dir, request["base_model"],
+                                              stored.dataset, config))
 
-    estimate_button.click(on_estimate, [base_model, dataset, version] + form.settings, estimate,
+    estimate_button.click(on_estimate, set(form.widgets), estimate,
                           concurrency_id="estimate", concurrency_limit=1)
     return form
 

@@ -12,11 +12,13 @@ import gradio as gr
 from studio.context import StudioContext
 from studio.errors import user_errors
 from studio.i18n import t
+from training.core.generation import (
+    GenerationParams, parse_stop_sequences, save_generation_defaults,
+)
+from training.core.layout import exports_dir, tuned_dir
+from training.data.validation import validate_file
 from training.inference import batch_test
 from training.inference import engine as inference
-from training.core.layout import exports_dir, tuned_dir
-from training.core.generation import GenerationParams, parse_stop_sequences, save_generation_defaults
-from training.data.validation import validate_file
 
 MAX_FIELDS = 8
 """Input-field boxes available to structured-prompt models (hidden when unused)."""

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from training.core.layout import exports_dir, gradio_cache_dir
 
+
 def use_own_cache(data_dir: Path) -> Path:
     """Point Gradio's cache at the data folder; call before gradio is imported."""
     folder = gradio_cache_dir(data_dir).resolve()

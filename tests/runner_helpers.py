@@ -132,3 +132,10 @@ def _link_or_copy(source: str, destination: str) -> None:
         os.link(source, destination)
     except OSError:  # another file system
         shutil.copy2(source, destination)
+
+
+def claim(store, owner: str):
+    """Start the next queued job for ``owner`` as the runner does: find it, then move it to
+    running (None when nothing is queued)."""
+    job = store.next_queued_job()
+    return store.change_job_state(job.id, "start", owner=owner) if job else None

@@ -16,9 +16,9 @@ from storage.db import Store
 from studio.api import routes as api
 from studio.context import StudioContext
 from tests.runner_helpers import word_dataset
-from training.inference import engine as inference
 from training.core.config import TuningConfig
 from training.core.generation import GenerationParams
+from training.inference import engine as inference
 from training.jobs.runner import JobRequest, JobRunner
 
 V = "/v1beta"

@@ -18,15 +18,17 @@ import httpx
 import pytest
 
 from storage.db import Store
-from training.core.disk_space import is_disk_full, no_space_message
 from tests.runner_helpers import wait_for, word_dataset
 from tests.studio_process import start_studio, stop_studio
 from training import models
-from training.models import bundled
 from training.core.config import TuningConfig
+from training.core.disk_space import is_disk_full, no_space_message
 from training.core.errors import ModelError, StorageFullError
-from training.core.generation import GenerationParams, load_generation_defaults, save_generation_defaults
+from training.core.generation import (
+    GenerationParams, load_generation_defaults, save_generation_defaults,
+)
 from training.jobs.runner import JobRequest, JobRunner
+from training.models import bundled
 
 FAST = dict(batch_size=4, learning_rate=0.01, lora_rank=4, max_input_tokens=64,
             max_output_tokens=16, precision="fp32")

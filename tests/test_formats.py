@@ -10,9 +10,10 @@ import pytest
 from tests.fixtures_formats import jsonl, xlsx
 from training.core.dataset import CHAT_TEMPLATE, InputField, PromptTemplate
 from training.core.errors import DatasetError, UnreadableFileError
-from training.data.formats import FORMAT_LABELS, guess_mapping, map_columns, read_bytes, read_file
-from training.data.formats import read_pasted
 from training.core.limits import DatasetLimits
+from training.data.formats import (
+    FORMAT_LABELS, guess_mapping, map_columns, read_bytes, read_file, read_pasted,
+)
 from training.data.spreadsheet import Table
 
 PAIRS = PromptTemplate(inputs=(InputField("text_input", "input:"),))

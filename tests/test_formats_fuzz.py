@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from tests.fixtures_formats import xlsx
 from training.core.errors import StudioError
-from training.data.formats import ImportResult, read_bytes, read_pasted
 from training.core.limits import DatasetLimits
+from training.data.formats import ImportResult, read_bytes, read_pasted
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SMALL = DatasetLimits(max_examples=20, max_field_chars=500, max_unpacked_bytes=1 << 20)

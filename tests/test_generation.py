@@ -4,14 +4,11 @@ the pure parts of answering (no model)."""
 import pytest
 
 from training.core.config import ConfigError
-from training.inference.decoding import DraftIndex, propose
 from training.core.generation import (
-    GenerationParams,
-    TextStream,
-    load_generation_defaults,
-    parse_stop_sequences,
+    GenerationParams, TextStream, load_generation_defaults, parse_stop_sequences,
     save_generation_defaults,
 )
+from training.inference.decoding import DraftIndex, propose
 
 
 @pytest.mark.parametrize("change, message", [

@@ -7,11 +7,12 @@ import zipfile
 import openpyxl
 import pytest
 
-from tests.fixtures_formats import BILLION_LAUGHS, SMALL_WORKBOOK, member_infos, sheet_xml
-from tests.fixtures_formats import with_members
+from tests.fixtures_formats import (
+    BILLION_LAUGHS, SMALL_WORKBOOK, member_infos, sheet_xml, with_members,
+)
 from training.core.errors import UnreadableFileError
-from training.data.formats import read_bytes, read_file
 from training.core.limits import DatasetLimits
+from training.data.formats import read_bytes, read_file
 from training.data.spreadsheet import MAX_COLUMNS, size_text
 
 SHEET = "xl/worksheets/sheet1.xml"

@@ -10,16 +10,18 @@ import pytest
 from storage.db import Store
 from tests.inference_helpers import plain_greedy, tune_words
 from tests.runner_helpers import REPO
-from training.inference.batch_test import BatchResult, BatchRow, batch_csv, batch_test
 from training.core.config import TuningConfig
-from training.core.dataset import CHAT_TEMPLATE, Dataset, Example, InputField, Message, PromptTemplate
+from training.core.dataset import (
+    CHAT_TEMPLATE, Dataset, Example, InputField, Message, PromptTemplate,
+)
 from training.core.errors import DatasetError, ModelError
-from training.core.generation import GenerationParams, TUNED_DEFAULTS, save_generation_defaults
+from training.core.generation import TUNED_DEFAULTS, GenerationParams, save_generation_defaults
+from training.core.template import prompt_text, render_example
+from training.inference.batch_test import BatchResult, BatchRow, batch_csv, batch_test
 from training.inference.engine import build_prompt, generate, resolve_target, stream
 from training.inference.model_cache import ModelCache
-from training.models import ModelRef
 from training.inference.targets import Target, list_checkpoints, tuned_dir
-from training.core.template import prompt_text, render_example
+from training.models import ModelRef
 
 GREEDY = GenerationParams(max_output_tokens=16)
 
@@ -267,8 +269,8 @@ def test_the_batch_table_downloads_as_csv_safe_for_spreadsheets():
 # ---- the real bundled model ----
 
 def test_the_bundled_model_with_a_quickly_tuned_adapter_answers_like_transformers_and_peft(bundled_model_dir, tmp_path):
-    from training.data import formats
     from training.core.progress import NullSink
+    from training.data import formats
     from training.tuning.trainer import train
 
     table = formats.read_file(REPO / "statics" / "samples" / "support_tickets.csv").table

@@ -3,11 +3,12 @@
 import pytest
 
 from storage.db import Store
+from tests.runner_helpers import claim
 from training.core.config import TuningConfig
 from training.core.dataset import Dataset, Example, PromptTemplate
 from training.core.errors import NotFoundError, StudioError
-from training.core.states import IllegalTransition
 from training.core.progress import EpochSnapshot, EvalMetrics, StepMetrics
+from training.core.states import IllegalTransition
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def test_ids_stay_unique_and_the_list_is_newest_first(store, version_id):
 def test_the_queue_is_first_in_first_out_and_positions_count_from_1(store, version_id):
     first, second = new_job(store, version_id, name="a"), new_job(store, version_id, name="b")
     assert store.get_job(second.id).queue_position == 2
-    claimed = store.claim_next_job("me")
+    claimed = claim(store, "me")
     assert (claimed.id, claimed.state, claimed.owner, claimed.queue_position) == (
         first.id, "running", "me", None)
     assert store.get_job(second.id).queue_position == 1
@@ -57,7 +58,7 @@ def test_the_queue_is_first_in_first_out_and_positions_count_from_1(store, versi
 def test_a_resumed_job_can_go_ahead_of_the_queue(store, version_id):
     old = new_job(store, version_id, name="old")
     new_job(store, version_id, name="new")
-    store.claim_next_job("me")
+    claim(store, "me")
     store.change_job_state(old.id, "interrupt")
     store.requeue_job(old.id, front=True)
     assert store.next_queued_job().id == "old"
@@ -102,7 +103,7 @@ def test_deleting_a_job_removes_its_rows_but_a_running_job_is_refused(store, ver
     job = new_job(store, version_id)
     store.record_step(job.id, step(1))
     store.append_log(job.id, "hello")
-    store.claim_next_job("me")
+    claim(store, "me")
     with pytest.raises(StudioError, match="is still training: cancel it first, then delete it"):
         store.delete_job(job.id)
     store.change_job_state(job.id, "fail", error="boom")

@@ -20,16 +20,16 @@ from training.core.config import TuningConfig
 from training.core.dataset import CHAT_TEMPLATE, Dataset, Example, InputField, PromptTemplate
 from training.core.errors import ModelError, NotFoundError
 from training.core.generation import GenerationParams, save_generation_defaults
-from training.inference.engine import generate, resolve_target
-from training.inference.model_cache import ModelCache
+from training.core.progress import EvalMetrics
+from training.core.template import render_example, render_prompt
 from training.export.model_card import example_messages, generation_settings, model_card
 from training.export.model_export import (
     chat_template_for, export_adapter, export_merged, gather_facts, save_merged,
 )
-from training.core.progress import EvalMetrics
-from training.jobs.runner import JobRequest, JobRunner
+from training.inference.engine import generate, resolve_target
+from training.inference.model_cache import ModelCache
 from training.inference.targets import tuned_dir
-from training.core.template import render_example, render_prompt
+from training.jobs.runner import JobRequest, JobRunner
 
 TRICKY = 'Say "hi" {{ x }} {% raw %} {% endraw %} {# note #} \\n \' }} %} é 😀\n\tand go.'
 """A preamble with quotes, backslashes, braces and Jinja-looking text."""

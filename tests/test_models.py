@@ -11,16 +11,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from training import models
-from training.models import bundled
 from training.core.errors import ModelError
 from training.models import (
-    BUNDLED_MODEL,
-    ModelRef,
-    list_base_models,
-    load_model,
-    load_tokenizer,
-    prepare_bundled_model,
-    resolve_model,
+    BUNDLED_MODEL, ModelRef, bundled, list_base_models, load_model, load_tokenizer,
+    prepare_bundled_model, resolve_model,
 )
 from training.tuning.runtime import cgroup_cpu_quota, configure_threads, physical_core_count
 

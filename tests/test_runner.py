@@ -9,7 +9,7 @@ import json
 import pytest
 
 from storage.db import Store
-from tests.runner_helpers import RecordingTrain, wait_for, word_dataset
+from tests.runner_helpers import RecordingTrain, claim, wait_for, word_dataset
 from training.core.config import TuningConfig
 from training.core.dataset import Dataset
 from training.core.errors import StudioError
@@ -180,7 +180,7 @@ def test_cancelling_a_running_job_stops_it_within_a_step_and_keeps_a_partial_mod
 
 def test_a_cancel_written_by_another_process_stops_the_trainer_within_the_interval(store, data_dir, version_id, tiny_model_dir):
     job = JobRunner(store, data_dir).submit(request(version_id, tiny_model_dir))
-    store.claim_next_job("other process")
+    claim(store, "other process")
     should_stop = StopCheck(store, job.id, stop_now=lambda: False, interval_s=0.05)
     assert should_stop() is False
     store.change_job_state(job.id, "cancel")
@@ -202,7 +202,7 @@ def test_an_unexpected_error_fails_the_job_with_its_type_and_the_traceback_in_th
 def test_resuming_a_failed_job_queues_it_again(store, data_dir, version_id, tiny_model_dir):
     runner = JobRunner(store, data_dir)
     job = runner.submit(request(version_id, tiny_model_dir))
-    store.claim_next_job("me")
+    claim(store, "me")
     store.change_job_state(job.id, "fail", error="boom")
     resumed = runner.resume(job.id)
     assert (resumed.state, resumed.error, resumed.queue_position) == ("queued", "", 1)
@@ -217,7 +217,7 @@ def test_a_job_left_running_by_a_dead_process_resumes_ahead_of_newer_jobs(store,
     train = RecordingTrain()
     runner = JobRunner(store, data_dir, train, poll_interval_s=0.05)
     old = runner.submit(request(version_id, tiny_model_dir, name="old", epochs=2))
-    store.claim_next_job("a process that died")  # 'running', and nobody holds its lock
+    claim(store, "a process that died")  # 'running', and nobody holds its lock
     new = runner.submit(request(version_id, tiny_model_dir, name="new", epochs=1))
     runner.start()
     runners.append(runner)
@@ -249,7 +249,7 @@ def test_a_job_interrupted_by_a_studio_stop_resumes_from_its_checkpoint_at_the_n
 def test_a_job_whose_studio_died_while_cancelling_ends_cancelled_with_its_checkpoint(store, data_dir, version_id, tiny_model_dir):
     runner = JobRunner(store, data_dir, RecordingTrain())
     job = runner.submit(request(version_id, tiny_model_dir))
-    store.claim_next_job("a process that died")
+    claim(store, "a process that died")
     adapter = runner.job_dir(job.id) / "checkpoints" / "epoch-1" / "adapter"
     adapter.mkdir(parents=True)
     (adapter / "adapter_config.json").write_text("{}")

@@ -8,9 +8,9 @@ import pytest
 
 from storage import datasets
 from storage.db import MIGRATIONS, Store, immediate, migrate, open_database, schema_version
-from training.core.layout import MAX_FILE_NAME_CHARS, safe_file_name
 from training.core.dataset import CHAT_TEMPLATE, Dataset, Example, InputField, PromptTemplate
 from training.core.errors import DatasetError, NotFoundError, StudioError
+from training.core.layout import MAX_FILE_NAME_CHARS, safe_file_name
 
 TEMPLATE = PromptTemplate(
     preamble="Answer briefly.",

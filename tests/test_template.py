@@ -1,18 +1,11 @@
-"""The one rendering function (training/template.py) and the dataset helpers it relies on."""
+"""The one rendering function (training/core/template.py) and the dataset helpers it relies on."""
 
 import math
 
 import pytest
 
 from training.core.dataset import (
-    CHAT_TEMPLATE,
-    Dataset,
-    Example,
-    InputField,
-    Message,
-    PromptTemplate,
-    cell_text,
-    format_history,
+    CHAT_TEMPLATE, Dataset, Example, InputField, Message, PromptTemplate, cell_text, format_history,
     parse_history,
 )
 from training.core.template import Segment, prompt_text, render_example, render_prompt, token_counts

@@ -10,22 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.tuning.batching import (
-    IGNORE_INDEX,
-    TokenizedExample,
-    collate,
-    plan_batches,
-    split_eval,
-    tokenize_examples,
-    truncate,
-)
 from training.core.config import ConfigError, TuningConfig
 from training.core.dataset import Dataset, Example, InputField, PromptTemplate
 from training.core.errors import DatasetError, TrainingError
-from training.tuning.hardware import cpu_has_bf16_flags, is_out_of_memory, out_of_memory_error, pick_precision
-from training.tuning.loss import score_logits, select_outputs
-from training.models import ModelRef
 from training.core.template import render_example, token_counts
+from training.models import ModelRef
+from training.tuning.batching import (
+    IGNORE_INDEX, TokenizedExample, collate, plan_batches, split_eval, tokenize_examples, truncate,
+)
+from training.tuning.hardware import (
+    cpu_has_bf16_flags, is_out_of_memory, out_of_memory_error, pick_precision,
+)
+from training.tuning.loss import score_logits, select_outputs
 from training.tuning.trainer import estimate, learning_rate_factor, train
 
 COLOURS = ("red", "green", "blue")

@@ -7,8 +7,8 @@ from transformers import PreTrainedTokenizerFast
 from training.core.dataset import CHAT_TEMPLATE, Dataset, Example, InputField, PromptTemplate
 from training.core.errors import UnreadableFileError
 from training.core.limits import DatasetLimits
-from training.data.report import Problem
 from training.core.template import render_example, token_counts
+from training.data.report import Problem
 from training.data.validation import MAX_LISTED_PER_CODE, validate, validate_file
 
 ONE = PromptTemplate(inputs=(InputField("text_input", "input:"),))

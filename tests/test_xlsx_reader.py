@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from training.core.errors import DatasetError, UnreadableFileError
-from training.data.formats import read_bytes
 from training.core.limits import DatasetLimits
+from training.data.formats import read_bytes
 from training.data.xlsx_dates import is_date_format
 
 MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"

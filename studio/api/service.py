@@ -8,22 +8,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
-from studio.api import content as api_content
-
+from studio.api import content
 from studio.api import shapes
 from studio.api.bodies import ApiError, invalid
 from studio.context import StudioContext
-from training.inference import engine as inference
 from training import models
 from training.core.config import ConfigError
-from training.core.errors import ConflictError, ModelError, NotFoundError, StudioError
+from training.core.errors import ModelError, StudioError
 from training.core.generation import (
-    BASE_DEFAULTS, GenerationParams, load_generation_defaults, save_generation_defaults,
+    BASE_DEFAULTS, TUNED_DEFAULTS, GenerationParams, load_generation_defaults,
+    save_generation_defaults,
 )
-from training.jobs.request import JobRequest, NewDataset
-from training.core.states import check_tuned_model_id
 from training.core.layout import tuned_dir
+from training.inference import engine as inference
 from training.inference.targets import Target
+from training.jobs.request import JobRequest, NewDataset
 
 DELETE_WAIT_S = 30.0
 """How long DELETE of a training model waits for it to stop (it stops within one step)."""
@@ -50,15 +49,10 @@ class ApiService:
         written, and the examples and the job are saved together: a refused request leaves no
         dataset behind."""
         request = shapes.parse_create(body, tuned_model_id)
-        if tuned_model_id is not None:
-            check_tuned_model_id(tuned_model_id)
-            try:
-                self.ctx.store.get_job(tuned_model_id)
-                raise ConflictError(f"tunedModels/{tuned_model_id} already exists: choose another "
-                                    "tunedModelId, or delete that model first.")
-            except NotFoundError:
-                pass
         base = self._base_ref(request.base_model, field="baseModel")
+        defaults = {k: v for k, v in (("temperature", request.temperature),
+                                      ("top_p", request.top_p), ("top_k", request.top_k))
+                    if v is not None}
         try:
             job = self.runner.submit(JobRequest(
                 display_name=request.display_name, description=request.description,
@@ -66,17 +60,13 @@ class ApiService:
                 tuned_model_id=tuned_model_id,
                 new_dataset=NewDataset(f"{request.display_name} (API)", request.dataset,
                                        format="gemini_api",
-                                       note="examples sent to POST /v1beta/tunedModels")))
+                                       note="examples sent to POST /v1beta/tunedModels"),
+                generation_defaults=replace(TUNED_DEFAULTS, **defaults) if defaults else None))
         except StudioError as error:
             where = _CREATE_FIELDS.get(error.field)
             if where is None:
                 raise
             raise invalid(f"{where}: {error}") from None
-        defaults = {k: v for k, v in (("temperature", request.temperature),
-                                      ("top_p", request.top_p), ("top_k", request.top_k))
-                    if v is not None}
-        if defaults:
-            self._save_defaults(job.id, defaults)
         return shapes.operation_json(job, [], self._defaults(job.id))
 
     def list_tuned(self, page_size, page_token, filter_text) -> dict:
@@ -201,7 +191,7 @@ class ApiService:
         request, params, name = self._generation(target, body)
         usage = inference.Usage()
         text = "".join(inference.stream(target, request, params, usage=usage))
-        return api_content.generate_response(text, name, finish_reason=usage.finish_reason,
+        return content.generate_response(text, name, finish_reason=usage.finish_reason,
                                         prompt_tokens=usage.prompt_tokens,
                                         output_tokens=usage.output_tokens)
 
@@ -213,8 +203,8 @@ class ApiService:
         def chunks():
             try:
                 for piece in pieces:
-                    yield api_content.generate_response(piece, name)
-                yield api_content.generate_response("", name, finish_reason=usage.finish_reason,
+                    yield content.generate_response(piece, name)
+                yield content.generate_response("", name, finish_reason=usage.finish_reason,
                                                prompt_tokens=usage.prompt_tokens,
                                                output_tokens=usage.output_tokens)
             finally:
@@ -223,10 +213,10 @@ class ApiService:
         return chunks()
 
     def _generation(self, target: Target, body):
-        conversation, config = api_content.parse_generate(body)
-        params = api_content.parse_generation_config(config, target.defaults)
+        conversation, config = content.parse_generate(body)
+        params = content.parse_generation_config(config, target.defaults)
         name = f"tunedModels/{target.name}" if target.is_tuned else f"models/{target.name}"
-        return api_content.request_for(target, conversation, name), params, name
+        return content.request_for(target, conversation, name), params, name
 
 
 _CREATE_FIELDS = {"dataset": "tuningTask.trainingData", "base_model": "baseModel",

@@ -26,15 +26,13 @@ from datetime import datetime, timedelta
 from typing import Mapping, Sequence
 
 from storage.jobs import Job
+from studio.api.bodies import RPC_CODE, camel, check_keys, checked_numbers, invalid, text_value
 from training.core.config import TuningConfig
-from studio.api.bodies import (
-    RPC_CODE, camel, check_keys, checked_numbers, invalid, text_value,
-)
 from training.core.dataset import Dataset, Example
 from training.core.generation import GenerationParams
+from training.core.progress import StepMetrics
 from training.core.states import MAX_DESCRIPTION_CHARS, MAX_DISPLAY_NAME_CHARS
 from training.data.json_formats import GEMINI_PAIRS_TEMPLATE
-from training.core.progress import StepMetrics
 
 API_PREFIX = "/v1beta"
 TYPE_PREFIX = "type.googleapis.com/google.ai.generativelanguage.v1beta."

@@ -48,9 +48,10 @@ def add_arguments(parser) -> None:
 def tune(args, data_dir: Path, err: TextIO = sys.stderr, out: TextIO = sys.stdout) -> int:
     from storage.db import Store
     from training import models
+    from training.core.dataset import NewDataset
+    from training.data.validation import validate_file
     from training.jobs.runner import JobRequest, JobRunner
     from training.tuning.runtime import configure_threads
-    from training.data.validation import validate_file
 
     configure_threads()
     _quiet_libraries()
@@ -73,14 +74,20 @@ def tune(args, data_dir: Path, err: TextIO = sys.stderr, out: TextIO = sys.stdou
         config = TuningConfig(**{name: getattr(args, name) for name in HYPERPARAMETERS
                                  if getattr(args, name) is not None})
         runner = JobRunner(store, data_dir, scope="submitted")
+        version = _same_latest_version(store, args.data, dataset)
+        new = None if version else NewDataset(
+            args.data.stem, dataset, format=result.format, note="imported by app.py tune",
+            upload=(args.data.name, args.data.read_bytes()))
         try:
-            version = _dataset_version(store, args.data, dataset, result.format)
-            job = runner.submit(JobRequest(args.name, args.description, base_model, version.id, config))
+            job = runner.submit(JobRequest(args.name, args.description, base_model,
+                                           version.id if version else None, config,
+                                           new_dataset=new))
         except StudioError as error:
             print(str(error), file=err)
             return 1
-        print(f"Tuning '{job.id}' on {base_model} with dataset '{version.name}' version "
-              f"{version.version} ({version.example_count} examples).", file=err)
+        info = store.dataset_version_info(job.dataset_version_id)
+        print(f"Tuning '{job.id}' on {base_model} with dataset '{info.name}' version "
+              f"{info.version} ({info.example_count} examples).", file=err)
         runner.start()
         try:
             return _outcome(follow(store, job.id, err), runner, out, err)
@@ -90,20 +97,16 @@ def tune(args, data_dir: Path, err: TextIO = sys.stderr, out: TextIO = sys.stdou
             runner.stop()
 
 
-def _dataset_version(store, path: Path, dataset, format: str):
-    """The dataset version named after the file: its latest version when that holds the same
-    examples and template (running the command again adds no version), else a new one."""
+def _same_latest_version(store, path: Path, dataset):
+    """The latest version of the dataset named after the file when it holds the same examples
+    and template (running the command again adds no version), else None."""
     from training.core.errors import NotFoundError
 
     try:
         latest = store.get_version(path.stem)
-        if latest.dataset == dataset:
-            return latest
     except NotFoundError:
-        pass
-    upload = store.save_upload(path.name, path.read_bytes(), format)
-    return store.save_dataset(path.stem, dataset, format=format, upload_id=upload.id,
-                              note="imported by app.py tune")
+        return None
+    return latest if latest.dataset == dataset else None
 
 
 def _quiet_libraries() -> None:

@@ -15,6 +15,46 @@ ADAPTER_SIZES = (1, 4, 8, 16)
 """Vertex's adapter sizes (LoRA rank); any positive rank is accepted."""
 
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+PRECISIONS = ("auto", "bf16", "fp32")
+MAX_TOKENS = 131_072
+MAX_SEED = 2**32 - 1
+
+SettingKind = Literal["int", "float", "bool", "choice", "choices"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one TuningConfig field is entered and checked: forms build their widgets from this
+    (``SETTINGS``), and ``TuningConfig.problems`` checks against the same bounds."""
+
+    kind: SettingKind
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    choices: tuple = ()
+    """The values offered (``choice``, ``choices``), or suggested (an ``int`` with choices)."""
+
+
+SETTINGS: dict[str, Setting] = {
+    "epochs": Setting("int", 1, 1000),
+    "batch_size": Setting("int", 1, 1024),
+    "learning_rate": Setting("float", 0, 1, step=0.0001),
+    "learning_rate_multiplier": Setting("float", 0, 100, step=0.1),
+    "lora_rank": Setting("int", 1, 1024, choices=ADAPTER_SIZES),
+    "lora_alpha": Setting("float", 0),
+    "lora_dropout": Setting("float", 0, 0.99, step=0.05),
+    "target_modules": Setting("choices", choices=ALL_PROJECTIONS),
+    "max_input_tokens": Setting("int", 1, MAX_TOKENS),
+    "max_output_tokens": Setting("int", 1, MAX_TOKENS),
+    "eval_rows": Setting("int", 0, 250),
+    "eval_interval_steps": Setting("int", 1),
+    "early_stopping": Setting("bool"),
+    "early_stopping_patience": Setting("int", 1),
+    "select_best_checkpoint": Setting("bool"),
+    "seed": Setting("int", 0, MAX_SEED),
+    "precision": Setting("choice", choices=PRECISIONS),
+}
+"""Every TuningConfig field, in the order forms show them."""
 
 
 class ConfigError(StudioError):
@@ -89,36 +129,41 @@ class TuningConfig:
             if not condition:
                 found.append(message)
 
-        need(1 <= self.epochs <= 1000, f"Epochs is {self.epochs}: use a whole number from 1 to 1000.")
-        need(1 <= self.batch_size <= 1024,
-             f"Batch size is {self.batch_size}: use a whole number from 1 to 1024.")
-        need(0 < self.learning_rate <= 1,
-             f"Learning rate is {self.learning_rate:g}: use a number above 0 and at most 1 "
-             "(0.001 is the default; smaller for small datasets).")
-        need(0 < self.learning_rate_multiplier <= 100,
+        s = SETTINGS
+        need(_within(self.epochs, s["epochs"]),
+             f"Epochs is {self.epochs}: use a whole number from 1 to {s['epochs'].maximum}.")
+        need(_within(self.batch_size, s["batch_size"]),
+             f"Batch size is {self.batch_size}: use a whole number from 1 to "
+             f"{s['batch_size'].maximum}.")
+        need(0 < self.learning_rate <= s["learning_rate"].maximum,
+             f"Learning rate is {self.learning_rate:g}: use a number above 0 and at most "
+             f"{s['learning_rate'].maximum} (0.001 is the default; smaller for small datasets).")
+        need(0 < self.learning_rate_multiplier <= s["learning_rate_multiplier"].maximum,
              f"Learning-rate multiplier is {self.learning_rate_multiplier:g}: use a number above 0 "
-             "and at most 100 (1.0 keeps the learning rate as set).")
-        need(1 <= self.lora_rank <= 1024,
-             f"LoRA rank is {self.lora_rank}: use a whole number from 1 to 1024 (adapter sizes "
-             "1, 4, 8 and 16 are the usual choices).")
+             f"and at most {s['learning_rate_multiplier'].maximum} (1.0 keeps the learning rate "
+             "as set).")
+        need(_within(self.lora_rank, s["lora_rank"]),
+             f"LoRA rank is {self.lora_rank}: use a whole number from 1 to "
+             f"{s['lora_rank'].maximum} (adapter sizes 1, 4, 8 and 16 are the usual choices).")
         need(self.lora_alpha > 0, f"LoRA alpha is {self.lora_alpha:g}: use a number above 0.")
         need(0 <= self.lora_dropout < 1,
              f"LoRA dropout is {self.lora_dropout:g}: use a number from 0 up to (not including) 1.")
         need(bool(self.target_modules),
              "Target modules is empty: name at least one layer, e.g. q_proj, v_proj.")
-        need(1 <= self.max_input_tokens <= 131_072,
-             f"Maximum input tokens is {self.max_input_tokens}: use 1 to 131,072.")
-        need(1 <= self.max_output_tokens <= 131_072,
-             f"Maximum output tokens is {self.max_output_tokens}: use 1 to 131,072.")
+        need(1 <= self.max_input_tokens <= MAX_TOKENS,
+             f"Maximum input tokens is {self.max_input_tokens}: use 1 to {MAX_TOKENS:,}.")
+        need(1 <= self.max_output_tokens <= MAX_TOKENS,
+             f"Maximum output tokens is {self.max_output_tokens}: use 1 to {MAX_TOKENS:,}.")
         need(self.eval_rows == 0 or 10 <= self.eval_rows <= 250,
              f"Evaluation rows is {self.eval_rows}: use 0 (no evaluation) or 10 to 250.")
         need(self.eval_interval_steps >= 1,
              f"Evaluation interval is {self.eval_interval_steps}: use at least 1 step.")
         need(self.early_stopping_patience >= 1,
              f"Early-stopping patience is {self.early_stopping_patience}: use at least 1.")
-        need(self.precision in ("auto", "bf16", "fp32"),
+        need(self.precision in PRECISIONS,
              f"Precision '{self.precision}' is unknown: use auto, bf16 or fp32.")
-        need(0 <= self.seed < 2**32, f"Seed is {self.seed}: use a whole number from 0 to 4294967295.")
+        need(0 <= self.seed <= MAX_SEED,
+             f"Seed is {self.seed}: use a whole number from 0 to {MAX_SEED}.")
         return found
 
     def check(self, has_eval_set: bool | None = None) -> None:
@@ -147,3 +192,7 @@ class TuningConfig:
                 modules = [m.strip() for m in modules.split(",") if m.strip()]
             values["target_modules"] = tuple(modules)
         return cls(**values)
+
+
+def _within(value, setting: Setting) -> bool:
+    return setting.minimum <= value <= setting.maximum

@@ -186,3 +186,17 @@ def chat_messages(example: Example) -> list[Message]:
         messages.append(Message("user", user.strip()))
     messages.append(Message("assistant", example.output))
     return messages
+
+
+@dataclass(frozen=True)
+class NewDataset:
+    """Examples that arrive with a job request (the API's inline examples, a file given to
+    ``app.py tune``): saved as a new dataset version together with the job, in one transaction,
+    or not at all."""
+
+    name: str
+    dataset: Dataset
+    format: str = ""
+    note: str = ""
+    upload: tuple[str, bytes] | None = None
+    """The file the examples were read from (its name and content), stored with them."""

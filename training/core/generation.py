@@ -29,7 +29,6 @@ from training.core.atomic import write_file_atomic
 from training.core.config import ConfigError
 from training.core.layout import GENERATION_FILE
 
-
 MAX_OUTPUT_TOKENS = 8_192
 MAX_TEMPERATURE = 2.0
 MAX_TOP_K = 1_000

@@ -21,11 +21,12 @@ from typing import Sequence
 
 from training.core.dataset import Dataset
 from training.core.errors import DatasetError, UnreadableFileError
-from training.data.json_formats import JSON_LABELS, read_json
 from training.core.limits import DEFAULT_LIMITS, DatasetLimits
+from training.data.json_formats import JSON_LABELS, read_json
 from training.data.report import Problem
-from training.data.spreadsheet import Table, count_text, guess_mapping, map_columns, read_delimited
-from training.data.spreadsheet import size_text, sniff_delimiter
+from training.data.spreadsheet import (
+    Table, count_text, guess_mapping, map_columns, read_delimited, size_text, sniff_delimiter,
+)
 from training.data.workbook import read_xlsx
 
 __all__ = [

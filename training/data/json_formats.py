@@ -13,8 +13,9 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
-from training.core.dataset import CHAT_TEMPLATE, Dataset, Example, InputField, Message, PromptTemplate
-from training.core.dataset import cell_text, format_history
+from training.core.dataset import (
+    CHAT_TEMPLATE, Dataset, Example, InputField, Message, PromptTemplate, cell_text, format_history,
+)
 from training.core.errors import UnreadableFileError
 from training.core.limits import DatasetLimits
 from training.data.report import Problem

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Sequence
 from training.core.dataset import Dataset, Example, PromptTemplate, chat_messages
 from training.core.errors import DatasetError
 from training.core.limits import DEFAULT_LIMITS, DatasetLimits
-from training.data.report import Problem, Report
 from training.core.template import render_example, token_counts
+from training.data.report import Problem, Report
 
 if TYPE_CHECKING:
     from training.data.formats import ImportResult

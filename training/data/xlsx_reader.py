@@ -23,8 +23,10 @@ from typing import Iterator
 from xml.parsers import expat
 
 from training.data.xlsx_dates import excel_date, iso_date, number_value
-from training.data.xlsx_package import CELL, INLINE, KINDS, PHONETIC, ROW, RUN, TEXT, VALUE
-from training.data.xlsx_package import SheetEntry, XlsxBook, new_parser, parse_part
+from training.data.xlsx_package import (
+    CELL, INLINE, KINDS, PHONETIC, ROW, RUN, TEXT, VALUE, SheetEntry, XlsxBook, new_parser,
+    parse_part,
+)
 
 _CELL_REF = re.compile(r"([A-Za-z]{1,3})[0-9]+")
 _COLUMN_CACHE: dict[str, int] = {}

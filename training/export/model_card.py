@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Literal
 
 from training.core.dataset import PromptTemplate
 from training.core.generation import GenerationParams
-from training.models import BUNDLED_MODEL
 from training.core.progress import EvalMetrics, StepMetrics
-from training.inference.targets import Target
 from training.core.template import render_prompt
+from training.inference.targets import Target
+from training.models import BUNDLED_MODEL
 
 if TYPE_CHECKING:
     from storage.datasets import DatasetVersionInfo

@@ -23,19 +23,19 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Callable, Iterator
 
-from training.export.archive import zip_folder
 from training.core.atomic import write_file_atomic
 from training.core.dataset import PromptTemplate
 from training.core.errors import ModelError
 from training.core.generation import GenerationParams
 from training.core.layout import GENERATION_FILE, TEMPLATE_FILE, exports_dir, has_adapter
-from training.inference.engine import eos_token_ids
+from training.export.archive import zip_folder
 from training.export.model_card import (
     CHAT_TEMPLATE_FILE, ExportKind, ModelFacts, generation_settings, model_card,
 )
+from training.inference.engine import eos_token_ids
 from training.inference.model_cache import LoadedModel, apply_adapter
-from training.models import load_model, load_tokenizer
 from training.inference.targets import Target, resolve_target
+from training.models import load_model, load_tokenizer
 
 MERGED_TEMPLATE_FILE = "prompt_template.json"
 CARD_FILE = "README.md"

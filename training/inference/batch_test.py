@@ -15,8 +15,8 @@ from typing import Callable, Iterator, Mapping
 
 from training.core.dataset import Dataset
 from training.core.errors import DatasetError
-from training.data.export import neutralise
 from training.core.generation import GenerationParams
+from training.data.export import neutralise
 from training.inference.engine import stream
 from training.inference.model_cache import ModelCache
 from training.inference.targets import Target, with_template

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Iterator, Literal, Mapping, Sequence, Union
 
 from training.core.dataset import CHAT_TEMPLATE, Dataset, Message, PromptTemplate, format_history
-from training.inference.decoding import MAX_NGRAM, DraftIndex, decode
 from training.core.errors import DatasetError
 from training.core.generation import GenerationParams, TextStream
-from training.inference.model_cache import LoadedModel, ModelCache, apply_adapter
-from training.models import ModelRef, load_model, load_tokenizer
-from training.inference.targets import Target, list_checkpoints, resolve_target, with_template
 from training.core.template import render_prompt
+from training.inference.decoding import MAX_NGRAM, DraftIndex, decode
+from training.inference.model_cache import LoadedModel, ModelCache, apply_adapter
+from training.inference.targets import Target, list_checkpoints, resolve_target, with_template
+from training.models import ModelRef, load_model, load_tokenizer
 
 __all__ = ["Target", "Usage", "resolve_target", "list_checkpoints", "with_template", "build_prompt",
            "stream", "generate", "default_cache", "load_for_inference", "answer"]
@@ -203,8 +203,8 @@ def draft_index(target: Target, loaded: LoadedModel) -> DraftIndex | None:
         if key in _draft_indexes:
             _draft_indexes.move_to_end(key)
             return _draft_indexes[key]
-    from training.tuning.batching import IGNORE_INDEX, tokenize_examples
     from training.core.config import TuningConfig
+    from training.tuning.batching import IGNORE_INDEX, tokenize_examples
 
     examples = Dataset(target.template, target.training_set.examples[:MAX_DRAFT_EXAMPLES])
     answers = []

@@ -18,9 +18,6 @@ the result cast once.
 The bound counts parameter and buffer bytes of the loaded models. A model bigger than the whole
 bound is still loaded (alone). Entries in use by a generation in another thread stay alive
 until it ends even when evicted (the generation holds its own reference).
-
-Training and the playground share the machine: generation may run while a job trains (both go
-slower); ``sharing_note`` is the sentence the UI shows meanwhile.
 """
 
 from __future__ import annotations
@@ -101,12 +98,6 @@ class ModelCache:
         adapter = str(Path(adapter_dir).resolve()) if adapter_dir is not None else None
         return CacheKey(base.path, adapter, _stamp(adapter_dir), self.dtype,
                         merge and adapter is not None)
-
-    def is_loaded(self, base: ModelRef, adapter_dir: Path | None, merge: bool = True) -> bool:
-        """Whether ``get`` would answer at once (the UI says "loading the model…" otherwise)."""
-        key = self.key(base, adapter_dir, merge)
-        with self._lock:
-            return key in self._entries
 
     def get(self, base: ModelRef, adapter_dir: Path | None = None, *, merge: bool = True,
             label: str = "") -> LoadedModel:
@@ -231,14 +222,6 @@ def default_max_bytes() -> int:
     except (ValueError, OSError, AttributeError):  # not POSIX
         return MIN_DEFAULT_BYTES * 2
     return int(min(MAX_DEFAULT_BYTES, max(MIN_DEFAULT_BYTES, ram * RAM_SHARE)))
-
-
-def sharing_note(training_job_id: str | None) -> str | None:
-    """What the playground says while a job trains on the same machine (``JobRunner.current_job_id``)."""
-    if not training_job_id:
-        return None
-    return (f"The tuned model '{training_job_id}' is training on this machine: answers come more "
-            "slowly until it finishes, and training slows down while a model answers.")
 
 
 def _stamp(adapter_dir: Path | None) -> int:

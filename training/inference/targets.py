@@ -18,16 +18,13 @@ from pathlib import Path
 from training import models
 from training.core.dataset import Dataset, PromptTemplate
 from training.core.errors import ModelError, NotFoundError
+from training.core.generation import (
+    BASE_DEFAULTS, TUNED_DEFAULTS, GenerationParams, load_generation_defaults,
+)
 from training.core.layout import (
-    ADAPTER,
-    BASE_MODEL_FILE,
-    CHECKPOINTS,
-    checkpoint_folders,
-    checkpoint_name,
-    has_adapter,
+    ADAPTER, BASE_MODEL_FILE, CHECKPOINTS, checkpoint_folders, checkpoint_name, has_adapter,
     tuned_dir,
 )
-from training.core.generation import BASE_DEFAULTS, GenerationParams, TUNED_DEFAULTS, load_generation_defaults
 
 _CHECKPOINT_RE = re.compile(r"^(?:epoch-)?(\d{1,6})$")
 

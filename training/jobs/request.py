@@ -14,23 +14,13 @@ from pathlib import Path
 from storage.db import Store
 from training import models
 from training.core.config import TuningConfig
-from training.core.dataset import Dataset
+from training.core.dataset import NewDataset
 from training.core.errors import DatasetError, ModelError
-from training.core.states import check_description, check_display_name, check_tuned_model_id
+from training.core.generation import GenerationParams
 from training.core.limits import DatasetLimits
+from training.core.states import check_description, check_display_name, check_tuned_model_id
 from training.data.report import Report
 from training.data.validation import validate
-
-
-@dataclass(frozen=True)
-class NewDataset:
-    """Examples that arrive with the request (the API's inline examples): saved as a new dataset
-    version together with the job, in one transaction, or not at all."""
-
-    name: str
-    dataset: Dataset
-    format: str = ""
-    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,10 +37,14 @@ class JobRequest:
     """The id the caller chose (the API's ``tunedModelId``); None derives it from the name."""
     new_dataset: NewDataset | None = None
     """Examples to save with the job, instead of ``dataset_version_id``."""
+    generation_defaults: GenerationParams | None = None
+    """The tuned model's generation defaults (the API's temperature, topP, topK); None keeps the
+    studio's."""
 
 
-def check_request(store: Store, data_dir: Path, request: JobRequest, limits: DatasetLimits) -> None:
-    """Raise a StudioError naming what would stop ``request`` from training."""
+def check_request(store: Store, data_dir: Path, request: JobRequest, limits: DatasetLimits) -> int:
+    """Raise a StudioError naming what would stop ``request`` from training; else return the
+    number of examples it trains on (before evaluation rows are split off)."""
     check_display_name(request.display_name)
     check_description(request.description)
     if request.tuned_model_id is not None:
@@ -76,6 +70,7 @@ def check_request(store: Store, data_dir: Path, request: JobRequest, limits: Dat
             f"least {limits.min_examples} must remain for training. Lower evaluation "
             "rows or add examples.")
     check_base_model(request.base_model, data_dir)
+    return examples
 
 
 def check_base_model(name: str, data_dir: Path) -> None:

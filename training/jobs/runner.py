@@ -29,26 +29,22 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from storage.db import Store
-from training.core.disk_space import is_disk_full, no_space_message
 from storage.jobs import Job
 from training import models
 from training.core.atomic import write_file_atomic
-from training.tuning.batching import steps_per_epoch
 from training.core.config import TuningConfig
+from training.core.disk_space import is_disk_full, no_space_message
 from training.core.errors import NotFoundError, StorageFullError, StudioError
-from training.jobs.request import JobRequest, check_request
-from training.jobs.sink import StopCheck, StoreSink, relative_to
-from training.core.states import ACTIVE_STATES, FINAL_STATES, IllegalTransition
 from training.core.layout import (
-    BASE_MODEL_FILE,
-    checkpoint_adapter,
-    checkpoint_folders,
-    lock_file,
-    tuned_dir,
+    BASE_MODEL_FILE, checkpoint_adapter, checkpoint_folders, lock_file, tuned_dir,
 )
 from training.core.limits import DEFAULT_LIMITS, DatasetLimits
-from training.jobs.locks import FileLock, held_elsewhere, process_owner
 from training.core.progress import TrainResult
+from training.core.states import ACTIVE_STATES, FINAL_STATES, IllegalTransition
+from training.jobs.create import create_job
+from training.jobs.locks import FileLock, held_elsewhere, process_owner
+from training.jobs.request import JobRequest
+from training.jobs.sink import StopCheck, StoreSink, relative_to
 
 __all__ = ["JobRequest", "JobRunner", "StopCheck", "StoreSink", "TrainFn"]
 
@@ -126,34 +122,12 @@ class JobRunner:
     # ---- requests ----
 
     def submit(self, request: JobRequest) -> Job:
-        """Check the request and queue the job; returns at once (StudioError naming the problem
-        when the dataset, settings or base model cannot be used)."""
-        check_request(self.store, self.data_dir, request, self.limits)
-        fields = dict(
-            display_name=request.display_name, description=request.description,
-            base_model=request.base_model.strip(), config=request.config,
-            eval_dataset_version_id=request.eval_dataset_version_id,
-            job_id=request.tuned_model_id)
-        new = request.new_dataset
-        if new is not None:  # the examples and the job are saved together, or neither
-            _, job = self.store.create_job_with_dataset(
-                new.name, new.dataset, format=new.format, note=new.note, **fields)
-        else:
-            job = self.store.create_job(dataset_version_id=request.dataset_version_id, **fields)
-        job = self._with_planned_steps(job)
+        """Check the request and queue the job (``create_job``); returns at once (StudioError
+        naming the problem when the dataset, settings or base model cannot be used)."""
+        job = create_job(self.store, self.data_dir, request, self.limits)
         self._submitted.add(job.id)
         self._wake.set()
         return job
-
-    def _with_planned_steps(self, job: Job) -> Job:
-        """Record the steps the job will take (the trainer records the same numbers when it
-        starts), so a queued job already shows 0 of N steps in My Library and the API."""
-        examples = self.store.dataset_version_info(job.dataset_version_id).example_count
-        per_epoch = steps_per_epoch(max(1, examples - job.config.eval_rows), job.config.batch_size)
-        if job.state == "queued" and not job.total_steps:
-            self.store.update_job(job.id, steps_per_epoch=per_epoch,
-                                  total_steps=per_epoch * job.config.epochs)
-        return self.store.get_job(job.id)
 
     def cancel(self, job_id: str) -> Job:
         """A queued (or interrupted) job is cancelled at once; a running one is marked

@@ -13,17 +13,11 @@ cheap for the UI.
 
 from training.models.bundled import bundled_folder, bundled_gguf_path, prepare_bundled_model
 from training.models.loading import building, load_model, load_tokenizer
-from training.models.names import (
-    BUNDLED_INSTALL,
-    BUNDLED_MODEL,
-    HUB_EXAMPLE,
-    ModelKind,
-    ModelRef,
-)
+from training.models.names import BUNDLED_INSTALL, BUNDLED_MODEL, HUB_EXAMPLE, ModelKind, ModelRef
 from training.models.resolve import check_model_folder, list_base_models, resolve_model
 
 __all__ = [
     "BUNDLED_INSTALL", "BUNDLED_MODEL", "HUB_EXAMPLE", "ModelKind", "ModelRef", "building",
-    "bundled_folder", "bundled_gguf_path", "check_model_folder", "list_base_models", "load_model", "load_tokenizer",
-    "prepare_bundled_model", "resolve_model",
+    "bundled_folder", "bundled_gguf_path", "check_model_folder", "list_base_models", "load_model",
+    "load_tokenizer", "prepare_bundled_model", "resolve_model",
 ]

@@ -16,12 +16,7 @@ from training.core.errors import ModelError
 from training.core.layout import models_dir
 from training.models.loading import building
 from training.models.names import (
-    BUNDLED_GGUF,
-    BUNDLED_INSTALL,
-    BUNDLED_MODEL,
-    BUNDLED_PACKAGE,
-    TMP_PREFIX,
-    TOKENIZER_FILES,
+    BUNDLED_GGUF, BUNDLED_INSTALL, BUNDLED_MODEL, BUNDLED_PACKAGE, TMP_PREFIX, TOKENIZER_FILES,
     first_line,
 )
 

@@ -12,11 +12,7 @@ from typing import Iterator
 
 from training.core.errors import ModelError
 from training.models.names import (
-    BUNDLED_MODEL,
-    HUB_TIMEOUT_S,
-    TOKENIZER_CACHE_SIZE,
-    ModelRef,
-    first_line,
+    BUNDLED_MODEL, HUB_TIMEOUT_S, TOKENIZER_CACHE_SIZE, ModelRef, first_line,
 )
 
 log = logging.getLogger(__name__)

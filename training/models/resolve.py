@@ -9,12 +9,7 @@ from training.core.errors import ModelError
 from training.core.layout import models_dir
 from training.models.bundled import prepare_bundled_model
 from training.models.names import (
-    BUNDLED_MODEL,
-    CHOICES,
-    HUB_ID_RE,
-    TOKENIZER_FILES,
-    WEIGHT_PATTERNS,
-    ModelRef,
+    BUNDLED_MODEL, CHOICES, HUB_ID_RE, TOKENIZER_FILES, WEIGHT_PATTERNS, ModelRef,
 )
 
 

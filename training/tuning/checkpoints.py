@@ -24,13 +24,7 @@ from typing import Callable
 from training.core.atomic import write_file_atomic
 from training.core.errors import TrainingError
 from training.core.layout import (
-    ADAPTER,
-    ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS,
-    CHECKPOINTS,
-    METRICS_FILE,
-    STATE_FILE,
-    checkpoint_dir,
+    ADAPTER, ADAPTER_CONFIG, ADAPTER_WEIGHTS, CHECKPOINTS, METRICS_FILE, STATE_FILE, checkpoint_dir,
 )
 from training.tuning.lora import save_adapter
 

@@ -86,12 +86,6 @@ def cpu_bf16_is_faster() -> bool:
     return best[torch.float32][2] > BF16_MIN_SPEEDUP * best[torch.bfloat16][2]
 
 
-def torch_dtype(precision: str):
-    import torch
-
-    return torch.bfloat16 if precision == "bf16" else torch.float32
-
-
 # --- running out of memory ---------------------------------------------------------------------
 
 

@@ -16,7 +16,6 @@ from training.core.layout import ADAPTER_WEIGHTS
 from training.models import building
 
 
-
 @dataclass(frozen=True)
 class ModelParts:
     """What the trainer calls directly: the transformer body (hidden states) and the output head

@@ -14,22 +14,19 @@ import math
 import os
 from dataclasses import dataclass
 
-from training.tuning.batching import (
-    TokenizedExample,
-    collate,
-    pad_token_id,
-    plan_eval_batches,
-    steps_per_epoch,
-    tokenize_examples,
-)
 from training.core.config import TuningConfig
 from training.core.dataset import Dataset
 from training.core.errors import TrainingError
-from training.tuning.hardware import is_out_of_memory, out_of_memory_error, pick_device, pick_precision
+from training.core.progress import EvalMetrics
+from training.models import ModelRef, load_model, load_tokenizer
+from training.tuning.batching import (
+    TokenizedExample, collate, pad_token_id, plan_eval_batches, steps_per_epoch, tokenize_examples,
+)
+from training.tuning.hardware import (
+    is_out_of_memory, out_of_memory_error, pick_device, pick_precision,
+)
 from training.tuning.lora import attach_lora, model_parts, trainable_parameters
 from training.tuning.loss import score_batch
-from training.models import ModelRef, load_model, load_tokenizer
-from training.core.progress import EvalMetrics
 from training.tuning.runtime import available_physical_cores
 
 WARMUP_FRACTION = 0.03

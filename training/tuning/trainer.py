@@ -26,39 +26,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from training.tuning.batching import plan_batches, split_eval, tokenize_examples
-from training.core.layout import ADAPTER, BEST
-from training.tuning.checkpoints import (
-    copy_adapter,
-    read_checkpoint,
-    remove_leftovers,
-    write_adapter,
-    write_checkpoint,
-    write_metrics,
-)
 from training.core.config import TuningConfig
 from training.core.dataset import Dataset
 from training.core.errors import TrainingError
-from training.tuning.batching import collate
-from training.tuning.hardware import is_out_of_memory, out_of_memory_error, pick_device, pick_precision
+from training.core.layout import ADAPTER, BEST
+from training.core.progress import (
+    EpochSnapshot, Estimate, EvalMetrics, ProgressSink, StepMetrics, TrainResult,
+)
+from training.models import ModelRef
+from training.tuning.batching import collate, plan_batches, split_eval, tokenize_examples
+from training.tuning.checkpoints import (
+    copy_adapter, read_checkpoint, remove_leftovers, write_adapter, write_checkpoint, write_metrics,
+)
+from training.tuning.hardware import (
+    is_out_of_memory, out_of_memory_error, pick_device, pick_precision,
+)
 from training.tuning.lora import load_adapter_weights, trainable_parameters
 from training.tuning.loss import score_batch
-from training.models import ModelRef
-from training.core.progress import (
-    EpochSnapshot,
-    Estimate,
-    EvalMetrics,
-    ProgressSink,
-    StepMetrics,
-    TrainResult,
-)
 from training.tuning.session import (
-    MAX_GRAD_NORM,
-    Session,
-    evaluate_examples,
-    learning_rate_factor,
-    prepare_session,
-    restore_rng,
+    MAX_GRAD_NORM, Session, evaluate_examples, learning_rate_factor, prepare_session, restore_rng,
     rng_state,
 )
 
