@@ -27,12 +27,13 @@ from typing import Callable, Collection, Iterator, Sequence
 
 from sqlite_utils import Database
 
-from storage import datasets, jobs
+from storage import datasets, jobs, progress
 from storage.datasets import DatasetSummary, DatasetVersion, DatasetVersionInfo, Upload
-from storage.jobs import Job, LogLine
+from storage.jobs import Job
+from storage.progress import LogLine
 from training.core.dataset import Dataset, NewDataset
 from training.core.disk_space import full_disk_as_error
-from training.core.errors import StudioError
+from training.core.errors import NotFoundError, StudioError
 from training.core.layout import database_file, uploads_dir
 from training.core.progress import EpochSnapshot, EvalMetrics, StepMetrics
 from training.core.states import JobEvent, JobState
@@ -266,6 +267,20 @@ class Store:
                 db, name, dataset, format=format, upload_id=upload_id, note=note
             )
 
+    def save_dataset_if_changed(self, name: str, dataset: Dataset, *, format: str = "",
+                                upload_id: int | None = None) -> tuple[DatasetVersion, bool]:
+        """Save ``dataset`` as a new version of ``name``, unless the latest version already holds
+        the same template and examples: then that version and False (nothing written)."""
+        with self.transaction() as db:
+            try:
+                latest = datasets.get_version(db, datasets.check_name(name))
+            except NotFoundError:
+                latest = None
+            if latest is not None and latest.dataset.same_content(dataset):
+                return latest, False
+            return datasets.save_dataset(db, name, dataset, format=format,
+                                         upload_id=upload_id), True
+
     def list_datasets(self) -> list[DatasetSummary]:
         return datasets.list_datasets(self.db)
 
@@ -342,32 +357,32 @@ class Store:
 
     def record_step(self, job_id: str, metrics: StepMetrics) -> None:
         with self.transaction() as db:
-            jobs.record_step(db, job_id, metrics)
+            progress.record_step(db, job_id, metrics)
 
     def record_eval(self, job_id: str, metrics: EvalMetrics) -> None:
         with self.transaction() as db:
-            jobs.record_eval(db, job_id, metrics)
+            progress.record_eval(db, job_id, metrics)
 
     def record_snapshot(self, job_id: str, snapshot: EpochSnapshot) -> None:
         with self.transaction() as db:
-            jobs.record_snapshot(db, job_id, snapshot)
+            progress.record_snapshot(db, job_id, snapshot)
 
     def metrics_after(self, job_id: str, step: int = 0) -> list[StepMetrics]:
-        return jobs.metrics_after(self.db, job_id, step)
+        return progress.metrics_after(self.db, job_id, step)
 
     def job_evals(self, job_id: str) -> list[EvalMetrics]:
-        return jobs.evals(self.db, job_id)
+        return progress.evals(self.db, job_id)
 
     def job_snapshots(self, job_id: str) -> list[EpochSnapshot]:
-        return jobs.snapshots(self.db, job_id)
+        return progress.snapshots(self.db, job_id)
 
     def truncate_metrics_after(self, job_id: str, step: int) -> None:
         with self.transaction() as db:
-            jobs.truncate_metrics_after(db, job_id, step)
+            progress.truncate_metrics_after(db, job_id, step)
 
     def append_log(self, job_id: str, line: str) -> int:
         with self.transaction() as db:
-            return jobs.append_log(db, job_id, line)
+            return progress.append_log(db, job_id, line)
 
     def log_lines(self, job_id: str, after_seq: int = 0) -> list[LogLine]:
-        return jobs.log_lines(self.db, job_id, after_seq)
+        return progress.log_lines(self.db, job_id, after_seq)

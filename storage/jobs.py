@@ -1,4 +1,4 @@
-"""Tuning jobs (one row per job; the tuned model is the job's result) and their progress rows.
+"""Tuning jobs: one row per job (the tuned model is the job's result), and the tables' schema.
 
 Each function takes this thread's ``Database``; ``storage.db.Store`` supplies it and wraps writes
 in a BEGIN IMMEDIATE transaction. Training writes one metrics row per step, so the progress
@@ -27,7 +27,6 @@ from storage.timestamps import utc_now
 from training.core.config import TuningConfig
 from training.core.errors import ConflictError, NotFoundError, StudioError
 from training.core.layout import inside
-from training.core.progress import EpochSnapshot, EvalMetrics, StepMetrics
 from training.core.states import (
     ACTIVE_STATES, FINAL_STATES, JobEvent, JobState, gemini_state, transition, tuned_model_id,
 )
@@ -69,6 +68,9 @@ class Job:
     final_loss: float | None
     owner: str
     """``pid@host`` of the process that runs or last ran the job."""
+    recent_step_s: float | None = None
+    """Mean wall time of the job's last PACE_STEPS training steps (None before the first): the
+    pace a time-left estimate uses, free of the start-up time."""
 
     @property
     def gemini_state(self) -> str:
@@ -80,13 +82,6 @@ class Job:
 
     def path(self, data_dir: Path, relpath: str | None) -> Path | None:
         return inside(data_dir, relpath) if relpath else None
-
-
-@dataclass(frozen=True)
-class LogLine:
-    seq: int
-    time: str
-    line: str
 
 
 # Applied by migration 003 in storage/db.py. Never edit it: append a migration there instead.
@@ -164,10 +159,17 @@ UPDATABLE = frozenset({
 })
 """Columns ``update_job`` and ``change_state`` may set besides the state and timestamps."""
 
-_SELECT = """
+PACE_STEPS = 20
+"""Steps the pace of a running job is measured over (the latest ones)."""
+
+_SELECT = f"""
     SELECT j.*, CASE WHEN j.state = 'queued' THEN (
         SELECT count(*) FROM jobs q WHERE q.state = 'queued' AND q.queue_order <= j.queue_order
-    ) END AS queue_position
+    ) END AS queue_position, CASE WHEN j.state = 'running' THEN (
+        SELECT avg(step_time_s) FROM (SELECT step_time_s FROM job_metrics m
+                                      WHERE m.job_id = j.id ORDER BY m.step DESC
+                                      LIMIT {PACE_STEPS})
+    ) END AS recent_step_s
     FROM jobs j
 """
 
@@ -315,83 +317,3 @@ def dataset_version(db: Database, version_id: int) -> DatasetVersion:
             f"Dataset version {version_id} does not exist: choose a saved dataset version."
         )
     return datasets.get_version(db, row[0], row[1])
-
-
-# ---- progress ---------------------------------------------------------------------------------
-
-def record_step(db: Database, job_id: str, m: StepMetrics) -> None:
-    db.execute(
-        "INSERT OR REPLACE INTO job_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [job_id, m.step, m.epoch, m.loss, m.token_accuracy, m.num_predictions, m.learning_rate,
-         m.tokens, m.step_time_s],
-    )
-    db.execute("UPDATE jobs SET completed_steps = ?, updated_at = ? WHERE id = ?",
-               [m.step, utc_now(), job_id])
-
-
-def record_eval(db: Database, job_id: str, m: EvalMetrics) -> None:
-    db.execute(
-        "INSERT OR REPLACE INTO job_evals VALUES (?, ?, ?, ?, ?, ?)",
-        [job_id, m.step, m.epoch, m.eval_loss, m.eval_token_accuracy, m.eval_num_predictions],
-    )
-
-
-def record_snapshot(db: Database, job_id: str, s: EpochSnapshot) -> None:
-    db.execute(
-        "INSERT OR REPLACE INTO job_snapshots VALUES (?, ?, ?, ?, ?)",
-        [job_id, s.epoch, s.step, s.mean_loss, s.compute_time_s],
-    )
-
-
-def metrics_after(db: Database, job_id: str, step: int = 0) -> list[StepMetrics]:
-    """Step rows with a step number above ``step``, in step order (for incremental charts)."""
-    rows = db.query(
-        "SELECT step, epoch, loss, token_accuracy, num_predictions, learning_rate, tokens,"
-        " step_time_s FROM job_metrics WHERE job_id = ? AND step > ? ORDER BY step",
-        [job_id, step],
-    )
-    return [StepMetrics(**row) for row in rows]
-
-
-def evals(db: Database, job_id: str) -> list[EvalMetrics]:
-    rows = db.query(
-        "SELECT step, epoch, eval_loss, eval_token_accuracy, eval_num_predictions"
-        " FROM job_evals WHERE job_id = ? ORDER BY step",
-        [job_id],
-    )
-    return [EvalMetrics(**row) for row in rows]
-
-
-def snapshots(db: Database, job_id: str) -> list[EpochSnapshot]:
-    rows = db.query(
-        "SELECT epoch, step, mean_loss, compute_time_s FROM job_snapshots WHERE job_id = ?"
-        " ORDER BY epoch",
-        [job_id],
-    )
-    return [EpochSnapshot(**row) for row in rows]
-
-
-def truncate_metrics_after(db: Database, job_id: str, step: int) -> None:
-    """Drop the progress rows after ``step`` (a resume re-runs those steps from the checkpoint
-    at ``step``, so the curve stays one continuous line) and set the step count back."""
-    for table in ("job_metrics", "job_evals", "job_snapshots"):
-        db.execute(f"DELETE FROM {table} WHERE job_id = ? AND step > ?", [job_id, step])
-    update_job(db, job_id, completed_steps=step)
-
-
-def append_log(db: Database, job_id: str, line: str) -> int:
-    """Add a line to the job's log; returns its sequence number (1, 2, ...). Call inside a
-    BEGIN IMMEDIATE transaction (reads the last number, then writes)."""
-    (last,) = db.execute(
-        "SELECT coalesce(max(seq), 0) FROM job_log WHERE job_id = ?", [job_id]
-    ).fetchone()
-    db.execute("INSERT INTO job_log VALUES (?, ?, ?, ?)", [job_id, last + 1, utc_now(), line])
-    return last + 1
-
-
-def log_lines(db: Database, job_id: str, after_seq: int = 0) -> list[LogLine]:
-    rows = db.query(
-        "SELECT seq, time, line FROM job_log WHERE job_id = ? AND seq > ? ORDER BY seq",
-        [job_id, after_seq],
-    )
-    return [LogLine(**row) for row in rows]

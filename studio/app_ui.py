@@ -12,6 +12,8 @@ from studio.context import StudioContext
 from studio.errors import user_errors
 from studio.i18n import t
 from studio.locale import LANGUAGES, PICK_LANGUAGE_JS
+from training.core.errors import StudioError
+from training.inference.targets import resolve_target
 from training.jobs.request import JobRequest
 
 STATICS = Path(__file__).resolve().parent.parent / "statics"
@@ -29,8 +31,9 @@ def build_ui(ctx: StudioContext) -> gr.Blocks:
             language = gr.Dropdown(LANGUAGES, value=None, label=t("language"), scale=1,
                                    min_width=140, elem_id="language")
         with gr.Tabs(elem_id="tabs") as tabs:
-            with gr.Tab(t("tab.data"), id="data", elem_id="tab-data"):
-                datasets_events.wire(ctx, datasets_tab.build(ctx))
+            with gr.Tab(t("tab.data"), id="data", elem_id="tab-data") as data_tab:
+                data = datasets_tab.build(ctx)
+                datasets_events.wire(ctx, data)
             with gr.Tab(t("tab.new"), id="new", elem_id="tab-new") as new_tab:
                 form = new_model_tab.build(ctx)
             with gr.Tab(t("tab.library"), id="library", elem_id="tab-library") as library_tab_:
@@ -38,7 +41,9 @@ def build_ui(ctx: StudioContext) -> gr.Blocks:
             with gr.Tab(t("tab.playground"), id="playground", elem_id="tab-playground") as play_tab:
                 playground = playground_tab.build(ctx)
         language.input(None, language, None, js=PICK_LANGUAGE_JS)
-        _wire_across_tabs(ctx, tabs, new_tab, library_tab_, play_tab, form, library, playground)
+        _wire_across_tabs(ctx, tabs, form, library, playground)
+        _keep_lists_current(ctx, demo, data, form, library, playground,
+                            (data_tab, new_tab, library_tab_, play_tab))
         _keep_job_in_address(ctx, demo, tabs, library)
     return demo
 
@@ -65,23 +70,55 @@ def _keep_job_in_address(ctx, demo, tabs, library):
     demo.load(on_load, None, [tabs, library.selected] + library.page)
 
 
-def _wire_across_tabs(ctx, tabs, new_tab, library_tab_, play_tab, form, library, playground):
-    new_tab.select(lambda: new_model_tab.refresh_datasets(ctx), None,
-                   [form.dataset, form.eval_dataset])
-    library_tab_.select(lambda: library_tab.refresh_datasets(ctx), None, library.datasets)
-    play_tab.select(lambda: (playground_tab.refresh_models(ctx), playground_tab.refresh_datasets(ctx)),
-                    None, [playground.model, playground.batch_dataset])
+def _keep_lists_current(ctx, demo, data, form, library, playground, tabs: tuple) -> None:
+    """Every list that names datasets, base models or tuned models is filled when the page loads
+    (the layout holds the lists as they were when the studio started) and again whenever its
+    tab opens (another tab, or the API, may have added to them)."""
+    def base_models():
+        return gr.Dropdown(choices=ctx.base_model_names())
+
+    def datasets():
+        return gr.Dropdown(choices=datasets_tab.saved_choices(ctx))
+
+    def tuned_models():
+        return playground_tab.refresh_models(ctx)
+
+    by_tab = [
+        {data.saved: datasets, data.model: base_models},
+        {form.base_model: base_models, form.dataset: datasets, form.eval_dataset: datasets},
+        {library.datasets: lambda: library_tab.refresh_datasets(ctx)},
+        {playground.model: tuned_models, playground.model_b: tuned_models,
+         playground.batch_dataset: datasets},
+    ]
+    for tab, lists in zip(tabs, by_tab):
+        tab.select(_refresher(lists), None, list(lists))
+    every = {widget: make for lists in by_tab for widget, make in lists.items()}
+    demo.load(_refresher(every), None, list(every))
+
+
+def _refresher(lists: dict):
+    @user_errors
+    def refresh():
+        return [make() for make in lists.values()]
+
+    return refresh
+
+
+def _wire_across_tabs(ctx, tabs, form, library, playground):
 
     @user_errors
     def on_tune(data: dict):
         request, settings = form.read(data)
-        stored = new_model_tab.dataset_version(ctx, request["dataset"], request["version"])
-        config = new_model_tab.config_from_values(settings)
-        eval_name = request["eval_dataset"]
-        eval_id = ctx.store.get_version(eval_name).id if eval_name else None
-        job = ctx.runner.submit(JobRequest(request["display_name"] or "",
-                                           request["description"] or "",
-                                           request["base_model"] or "", stored.id, config, eval_id))
+        try:
+            config = new_model_tab.config_from_values(settings)
+            stored = new_model_tab.dataset_version(ctx, request["dataset"], request["version"])
+            eval_name = request["eval_dataset"]
+            eval_id = ctx.store.get_version(eval_name).id if eval_name else None
+            job = ctx.runner.submit(JobRequest(
+                request["display_name"] or "", request["description"] or "",
+                request["base_model"] or "", stored.id, config, eval_id))
+        except StudioError as error:  # stays in the form until the next try
+            return {form.message: new_model_tab.error_text(error)}
         message = (f"Started **{job.display_name}** (`{job.id}`): follow it in My Library.")
         return (message, gr.Tabs(selected="library"), job.id,
                 *library_tab.job_page(ctx, job.id, {}, force=True))
@@ -115,6 +152,7 @@ def _wire_across_tabs(ctx, tabs, new_tab, library_tab_, play_tab, form, library,
     def on_open_playground(job_id):
         if not job_id:
             raise gr.Error("Choose a tuned model in the table first.")
+        resolve_target(ctx.store, ctx.data_dir, job_id)  # says why when it has no model yet
         return gr.Tabs(selected="playground"), playground_tab.refresh_models(ctx, select=job_id)
 
     library.open_playground.click(on_open_playground, library.selected, [tabs, playground.model])

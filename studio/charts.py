@@ -19,10 +19,13 @@ def loss_figure(steps: Sequence, evals: Sequence = (), snapshots: Sequence = ())
     figure = go.Figure()
     if steps:
         x = [s.step for s in steps]
+        alone = len(x) == 1  # a one-point line draws nothing: show the point
         figure.add_trace(go.Scatter(x=x, y=[s.loss for s in steps], name="training loss",
-                                    mode="lines", line={"color": LOSS_COLOUR, "width": 1.5}))
+                                    mode="lines+markers" if alone else "lines",
+                                    line={"color": LOSS_COLOUR, "width": 1.5},
+                                    marker={"size": 8}))
         figure.add_trace(go.Scatter(x=x, y=[s.token_accuracy for s in steps], name="token accuracy",
-                                    mode="lines", yaxis="y2",
+                                    mode="lines+markers" if alone else "lines", yaxis="y2",
                                     line={"color": ACCURACY_COLOUR, "width": 1, "dash": "dot"}))
     if snapshots:
         figure.add_trace(go.Scatter(

@@ -155,12 +155,11 @@ def wire(ctx: StudioContext, w: Widgets) -> None:
     @user_errors
     def on_prompt(kind, preamble, field_value, output_label, template_dict, rows, row, model, source):
         old = PromptTemplate.from_dict(template_dict)
-        new = view.template_from_editor(kind, preamble, field_value, output_label)
         try:
-            new.check()
+            new, reshaped = editor_content(kind, preamble, field_value, output_label,
+                                           template_dict, rows)
         except DatasetError as error:  # keep the user's grid; say what is wrong with the fields
             return template_dict, gr.Dataframe(), f"**Error:** {error}", gr.HTML()
-        reshaped = view.reshape_rows(view.grid_rows(rows), old.columns, new.columns)
         report, preview = show(new, reshaped, int(row or 1) - 1, model, source)
         grid_update = view.grid(reshaped, new.columns) \
             if new.columns != old.columns else gr.Dataframe()
@@ -169,9 +168,12 @@ def wire(ctx: StudioContext, w: Widgets) -> None:
     prompt_in = [w.kind, w.preamble, w.fields, w.output_label, w.template, w.grid, w.preview_row,
                  w.model, w.source]
     prompt_out = [w.template, w.grid] + shown
-    w.preamble.input(on_prompt, prompt_in, prompt_out, **IN_ORDER)
+    # Typing fires ``input``; a paste or an autofill may not, so leaving the box re-reads it too
+    # (and saving and exporting read the boxes themselves, never only the last preview's state).
+    for box in (w.preamble, w.output_label):
+        box.input(on_prompt, prompt_in, prompt_out, **IN_ORDER)
+        box.blur(on_prompt, prompt_in, prompt_out, **IN_ORDER)
     w.fields.input(on_prompt, prompt_in, prompt_out, **IN_ORDER)
-    w.output_label.input(on_prompt, prompt_in, prompt_out, **IN_ORDER)
 
     # Row actions on the selected row.
     def row_action(action):
@@ -217,31 +219,57 @@ def wire(ctx: StudioContext, w: Widgets) -> None:
     w.duplicate_button.click(row_action("duplicate"), row_in, row_out, **IN_ORDER)
     w.delete_button.click(row_action("delete"), row_in, row_out, **IN_ORDER)
 
+    editor_in = [w.kind, w.preamble, w.fields, w.output_label, w.template, w.grid]
+
     @user_errors
-    def on_save(dataset_name, template_dict, rows, source: Source, model):
-        dataset = view.dataset_from_grid(PromptTemplate.from_dict(template_dict), rows)
+    def on_save(kind, preamble, field_value, output_label, template_dict, rows, dataset_name,
+                source: Source, model):
+        template, rows = editor_content(kind, preamble, field_value, output_label, template_dict,
+                                        rows)
+        dataset = view.dataset_from_grid(template, rows)
         if not dataset.examples:
             raise gr.Error("There are no examples to save: add rows or import a file first.")
         report = validate(dataset, ctx.limits, tokenizer=ctx.tokenizer(model))
-        stored = ctx.store.save_dataset(dataset_name or "", dataset, format=source.format,
-                                        upload_id=source.upload_id)
-        message = f"Saved **{stored.name}** version {stored.version} ({stored.example_count} examples)."
+        stored, saved = ctx.store.save_dataset_if_changed(
+            dataset_name or "", dataset, format=source.format, upload_id=source.upload_id)
+        if saved:
+            message = (f"Saved **{stored.name}** version {stored.version} "
+                       f"({stored.example_count} examples).")
+        else:
+            message = (f"Nothing to save: **{stored.name}** version {stored.version} already "
+                       "holds these examples and this prompt.")
         if not report.ok:
             message += (f" It has {len(report.errors)} error(s): fix them and save again before "
                         "tuning with it.")
-        return message, gr.Dropdown(choices=saved_choices(ctx), value=stored.name)
+        return message, gr.Dropdown(choices=saved_choices(ctx), value=stored.name), template.to_dict()
 
-    w.save_button.click(on_save, [w.name, w.template, w.grid, w.source, w.model],
-                      [w.saved_message, w.saved], **IN_ORDER)
+    # A second click while a save runs does nothing (trigger_mode "once").
+    w.save_button.click(on_save, editor_in + [w.name, w.source, w.model],
+                        [w.saved_message, w.saved, w.template], **dict(IN_ORDER, trigger_mode="once"))
 
     @user_errors
-    def on_export(fmt, template_dict, rows, dataset_name):
-        dataset = view.dataset_from_grid(PromptTemplate.from_dict(template_dict), rows)
+    def on_export(kind, preamble, field_value, output_label, template_dict, rows, fmt,
+                  dataset_name):
+        template, rows = editor_content(kind, preamble, field_value, output_label, template_dict,
+                                        rows)
+        dataset = view.dataset_from_grid(template, rows)
         if not dataset.examples:
             raise gr.Error("There are no examples to export.")
-        return str(export.export_file(dataset, fmt, exports_dir(ctx.data_dir), dataset_name or "dataset"))
+        return str(export.export_file(dataset, fmt, exports_dir(ctx.data_dir),
+                                      dataset_name or "dataset"))
 
-    w.export_button.click(on_export, [w.export_format, w.template, w.grid, w.name], w.export_file, **IN_ORDER)
+    w.export_button.click(on_export, editor_in + [w.export_format, w.name], w.export_file,
+                          **IN_ORDER)
+
+
+def editor_content(kind, preamble, field_value, output_label, template_dict, rows):
+    """The prompt template as the editor's boxes hold it now, and the grid's rows in its columns
+    (the grid still has the columns of ``template_dict``, the last template applied to it).
+    DatasetError when the fields are unusable."""
+    old = PromptTemplate.from_dict(template_dict)
+    new = view.template_from_editor(kind, preamble, field_value, output_label)
+    new.check()
+    return new, view.reshape_rows(view.grid_rows(rows), old.columns, new.columns)
 
 
 def _safe_show(show, *args):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 import gradio as gr
 
@@ -17,6 +16,7 @@ from studio.charts import loss_figure
 from studio.context import StudioContext
 from studio.errors import user_errors
 from studio.i18n import t
+from training.core.states import ACTIVE_STATES, allowed_events
 from training.export.model_export import export_adapter, export_merged
 
 JOB_HEADERS = ["name", "id", "base model", "state", "progress", "created", "dataset", "epochs",
@@ -41,23 +41,19 @@ class Library:
     open_playground: gr.Button
     address: gr.Textbox
     """The selected job's id, hidden: the browser copies it into the address (?job=<id>)."""
+    actions: list
+    """The buttons that depend on the job's state, in ``action_buttons`` order, and the
+    delete confirmation."""
 
     @property
     def page(self) -> list:
         """What a refresh of the selected job updates, in ``job_page`` order."""
         return [self.jobs, self.panel, self.header, self.chart, self.details, self.log, self.seen,
-                self.address]
+                self.address, *self.actions]
 
 
 def _when(stamp: str | None) -> str:
     return (stamp or "").replace("T", " ")[:16]
-
-
-def _seconds_since(stamp: str | None) -> float:
-    if not stamp:
-        return 0.0
-    started = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return max((datetime.now(timezone.utc) - started).total_seconds(), 0.0)
 
 
 def _duration(seconds: float) -> str:
@@ -70,30 +66,45 @@ def _duration(seconds: float) -> str:
 
 
 def progress_text(job) -> str:
-    """'42% · 1m20s left' while running, from the measured pace so far."""
+    """'42% · 1m20s left' while running, from the pace of the latest steps (not the time since
+    the start, which includes loading the model and would triple the first estimates)."""
     if job.state == "queued":
         return f"queued (#{job.queue_position})" if job.queue_position else "queued"
     if not job.total_steps:
         return "starting…" if job.state == "running" else "—"
     done = min(job.completed_steps, job.total_steps)
     percent = 100 * done // job.total_steps
-    if job.state != "running" or not done:
+    if job.state != "running" or not done or not job.recent_step_s:
         return f"{percent}%"
-    elapsed = _seconds_since(job.started_at)
-    left = elapsed / done * (job.total_steps - done)
+    left = job.recent_step_s * (job.total_steps - done)  # the pace of the latest steps
     return f"{percent}% · {_duration(left)} left"
 
 
 def state_text(job) -> str:
-    label = f"{job.gemini_state} ({job.state})"
+    label = "Cancelled" if job.state == "cancelled" else f"{job.gemini_state} ({job.state})"
     return label + (", partial model" if job.partial else "")
+
+
+def final_loss_text(job) -> str:
+    """The final loss of a finished job; nothing for one that did not finish."""
+    return f"{job.final_loss:.4f}" if job.state == "succeeded" and job.final_loss is not None else ""
+
+
+def action_buttons(job) -> tuple:
+    """Cancel, Resume, Open in playground, both downloads, Delete, each shown when the job's
+    state allows it; the delete confirmation hidden."""
+    events, has_model = allowed_events(job.state), bool(job.result_dir)
+    return (gr.Button(visible="cancel" in events), gr.Button(visible="resume" in events),
+            gr.Button(visible=has_model), gr.Button(visible=has_model),
+            gr.Button(visible=has_model), gr.Button(visible=job.state not in ACTIVE_STATES),
+            gr.Group(visible=False))
 
 
 def job_rows(ctx: StudioContext) -> list[list]:
     rows = []
     for job in ctx.store.list_jobs():
         version = ctx.store.dataset_version_info(job.dataset_version_id)
-        loss = f"{job.final_loss:.4f}" if job.final_loss is not None else ""
+        loss = final_loss_text(job)
         rows.append([job.display_name, job.id, job.base_model, state_text(job), progress_text(job),
                      _when(job.created_at), f"{version.name} v{version.version}",
                      job.config.epochs, loss])
@@ -123,8 +134,8 @@ def job_header(job) -> str:
     lines = [f"### {html.escape(job.display_name)} · `{job.id}`",
              f"**{state_text(job)}** · {progress_text(job)} · step {job.completed_steps}"
              f"/{job.total_steps or '?'}"]
-    if job.final_loss is not None:
-        lines[-1] += f" · final loss {job.final_loss:.4f}"
+    if final_loss_text(job):
+        lines[-1] += f" · final loss {final_loss_text(job)}"
     if job.error:
         lines.append(f"\n**Error:** {html.escape(job.error)}")
     if job.partial:
@@ -142,7 +153,8 @@ def job_page(ctx: StudioContext, job_id, seen_before: dict, force: bool = False)
     if not job_id:
         if not force and seen_before.get("rows") == rows and "job" not in seen_before:
             return gr.skip()  # nothing selected and nothing changed: update nothing
-        return table, gr.Group(visible=False), "", gr.skip(), "", "", {"rows": rows}, ""
+        return (table, gr.Group(visible=False), "", gr.skip(), "", "", {"rows": rows}, "",
+                *ACTIONS_KEPT)
     job = ctx.store.get_job(job_id)
     evals = ctx.store.job_evals(job_id)
     now = {"job": job_id, "steps": job.completed_steps, "evals": len(evals), "state": job.state}
@@ -152,10 +164,16 @@ def job_page(ctx: StudioContext, job_id, seen_before: dict, force: bool = False)
         figure = gr.Plot(loss_figure(steps, evals, ctx.store.job_snapshots(job_id)))
         log_text = "\n".join(f"{line.time[11:19]}  {line.line}"
                              for line in ctx.store.log_lines(job_id))
+        buttons = action_buttons(job)
+        if not force and seen_before.get("job") == job_id:
+            buttons = buttons[:-1] + (gr.skip(),)  # a confirmation being answered stays open
         return (table, gr.Group(visible=True), job_header(job), figure,
-                job_details(ctx, job), log_text, seen, job_id)
+                job_details(ctx, job), log_text, seen, job_id, *buttons)
     return (table, gr.Group(visible=True), job_header(job), gr.skip(), gr.skip(), gr.skip(), seen,
-            gr.skip())
+            gr.skip(), *ACTIONS_KEPT)
+
+ACTIONS_KEPT = (gr.skip(),) * 7
+
 
 def build(ctx: StudioContext) -> Library:
     gr.Markdown(f"### {t('library.models')}")
@@ -177,6 +195,12 @@ def build(ctx: StudioContext) -> Library:
             download_merged = gr.Button(t("library.download_merged"), size="sm",
                                         elem_id="job-download-merged")
             delete = gr.Button(t("library.delete"), size="sm", elem_id="job-delete")
+        with gr.Group(visible=False, elem_id="job-delete-confirm") as confirm:
+            confirm_text = gr.Markdown(elem_id="job-delete-question")
+            with gr.Row():
+                confirm_delete = gr.Button(t("library.delete_confirm"), size="sm", variant="stop",
+                                           elem_id="job-delete-yes")
+                keep = gr.Button(t("library.delete_keep"), size="sm", elem_id="job-delete-no")
         export_file = gr.File(label=t("library.export_file"), visible=False, elem_id="job-file")
         with gr.Accordion(t("library.details"), open=False):
             details = gr.Markdown(elem_id="job-details")
@@ -188,7 +212,8 @@ def build(ctx: StudioContext) -> Library:
     timer = gr.Timer(POLL_S, active=True)
     address = gr.Textbox(visible=False, elem_id="job-address")
     library = Library(jobs, datasets, selected, panel, header, chart, details, log, seen, timer,
-                      tune_again, open_playground, address)
+                      tune_again, open_playground, address,
+                      [cancel, resume, open_playground, download, download_merged, delete, confirm])
 
     @user_errors
     def on_tick(job_id, seen_before):
@@ -225,8 +250,20 @@ def build(ctx: StudioContext) -> Library:
         gr.Info(f"Deleted {job_id}.")
         return ""
 
-    for button, fn in ((cancel, do_cancel), (resume, do_resume), (delete, do_delete)):
+    for button, fn in ((cancel, do_cancel), (resume, do_resume), (confirm_delete, do_delete)):
         button.click(action(fn), [selected, seen], [selected] + library.page)
+
+    @user_errors
+    def on_delete(job_id):
+        if not job_id:
+            raise gr.Error("Choose a tuned model in the table first.")
+        job = ctx.store.get_job(job_id)
+        return gr.Group(visible=True), (
+            f"Delete **{html.escape(job.display_name)}** (`{job.id}`), its model, checkpoints "
+            "and log? This cannot be undone.")
+
+    delete.click(on_delete, selected, [confirm, confirm_text])
+    keep.click(lambda: gr.Group(visible=False), None, confirm)
 
     def exporter(export):
         @user_errors

@@ -12,7 +12,8 @@ import gradio as gr
 from studio.context import StudioContext
 from studio.errors import user_errors
 from studio.i18n import t
-from training.core.config import SETTINGS, TuningConfig
+from training.core.config import SETTINGS, ConfigError, TuningConfig
+from training.core.errors import DatasetError
 
 DEFAULTS = TuningConfig()
 
@@ -68,22 +69,22 @@ class Form:
 
 
 def config_from_values(values: Mapping[str, Any]) -> TuningConfig:
-    """A TuningConfig from the form's values by field name (number widgets give floats or None;
-    an empty box takes the default)."""
-    config = {}
+    """A checked TuningConfig from the form's values by field name; ConfigError listing every
+    setting that is empty, not a number or out of its range, each with what to enter."""
+    config, problems = {}, []
     for name, setting in SETTINGS.items():
-        value, default = values.get(name), getattr(DEFAULTS, name)
-        if setting.kind == "int":
-            config[name] = default if value in (None, "") else int(float(value))
-        elif setting.kind == "float":
-            config[name] = default if value in (None, "") else float(value)
-        elif setting.kind == "bool":
-            config[name] = bool(value)
-        elif setting.kind == "choices":
-            config[name] = tuple(value or ())
-        else:
-            config[name] = value or default
-    return TuningConfig(**config)
+        default = getattr(DEFAULTS, name)
+        try:
+            config[name] = setting.read(values.get(name), default)
+        except ConfigError as error:
+            problems.append(str(error))
+            config[name] = default  # checked no further: its message is already there
+    config = TuningConfig(**config)
+    problems += config.problems()
+    if problems:
+        raise ConfigError(problems[0] if len(problems) == 1 else
+                          "Some settings need changing:\n- " + "\n- ".join(problems))
+    return config
 
 
 def values_from_config(config: TuningConfig) -> dict:
@@ -104,9 +105,10 @@ def setting_widget(name: str, **extra) -> gr.components.Component:
     if setting.choices:  # suggested values, others allowed
         return gr.Dropdown(list(setting.choices), value=default, allow_custom_value=True,
                            label=label, **extra)
-    return gr.Number(default, label=label, minimum=setting.minimum, maximum=setting.maximum,
-                     step=setting.step or 1, precision=0 if setting.kind == "int" else None,
-                     **extra)
+    # No minimum or maximum on the box: Gradio would refuse a value with its own message, which
+    # does not name the setting. The range is shown instead, and the form's check names it.
+    extra.setdefault("info", setting.allowed[0].upper() + setting.allowed[1:])
+    return gr.Number(default, label=label, step=setting.step or 1, **extra)
 
 
 def dataset_choices(ctx: StudioContext) -> list[str]:
@@ -186,14 +188,23 @@ def build(ctx: StudioContext) -> Form:
         from training.tuning.estimates import estimate_job  # loads torch: only when asked
 
         request, settings = form.read(data)
+        try:
+            config = config_from_values(settings)
+        except ConfigError as error:  # shown until the next estimate, naming each setting
+            return error_text(error)
         stored = dataset_version(ctx, request["dataset"], request["version"])
-        config = config_from_values(settings)
         return describe_estimate(estimate_job(ctx.data_dir, request["base_model"],
                                               stored.dataset, config))
 
     estimate_button.click(on_estimate, set(form.widgets), estimate,
                           concurrency_id="estimate", concurrency_limit=1)
     return form
+
+
+def error_text(error: Exception) -> str:
+    """An error as Markdown that stays in the form (a toast would fade before it is fixed)."""
+    lines = str(error).splitlines()
+    return "\n".join([f"**Cannot do that:** {lines[0]}", *lines[1:]])
 
 
 def describe_estimate(estimate) -> str:
@@ -204,13 +215,7 @@ def describe_estimate(estimate) -> str:
             f"{minutes:.1f} minutes ({pace}; {estimate.device}, {estimate.precision}).")
 
 
-def refresh_datasets(ctx: StudioContext):
-    """Dataset-dropdown updates (training set, evaluation set) with the current list."""
-    choices = dataset_choices(ctx)
-    return gr.Dropdown(choices=choices), gr.Dropdown(choices=choices)
-
-
 def dataset_version(ctx: StudioContext, name, version_number):
     if not name:
-        raise gr.Error("Choose a saved dataset first (save one in the Datasets tab).")
+        raise DatasetError("Choose a saved dataset first (save one in the Datasets tab).")
     return ctx.store.get_version(name, int(version_number) if version_number else None)

@@ -29,6 +29,7 @@ FINAL = "final"
 @dataclass
 class Playground:
     model: gr.Dropdown
+    model_b: gr.Dropdown
     batch_dataset: gr.Dropdown
 
 
@@ -40,10 +41,6 @@ def model_choices(ctx: StudioContext) -> list[tuple[str, str]]:
             label = f"{job.display_name} · {job.id}" + (" (partial)" if job.partial else "")
             choices.append((label, job.id))
     return choices
-
-
-def refresh_datasets(ctx: StudioContext):
-    return gr.Dropdown(choices=[d.name for d in ctx.store.list_datasets()])
 
 
 def refresh_models(ctx: StudioContext, select: str | None = None):
@@ -159,8 +156,8 @@ def build(ctx: StudioContext) -> Playground:
                                         label=t("new.dataset"), elem_id="batch-dataset")
             batch_file = gr.File(label=t("playground.batch_file"), file_types=[
                 ".csv", ".tsv", ".xlsx", ".json", ".jsonl"], elem_id="batch-file")
-            batch_limit = gr.Number(50, label=t("playground.batch_limit"), precision=0, minimum=1,
-                                    elem_id="batch-limit")
+            batch_limit = gr.Number(None, label=t("playground.batch_limit"), precision=0,
+                                    info=t("playground.batch_limit_info"), elem_id="batch-limit")
         batch_run = gr.Button(t("playground.batch_run"), elem_id="batch-run")
         batch_summary = gr.Markdown(elem_id="batch-summary")
         batch_table = gr.Dataframe(headers=["input", "expected", "produced", "exact"], type="array",
@@ -239,30 +236,43 @@ def build(ctx: StudioContext) -> Playground:
 
     save_defaults.click(on_save_defaults, [model, *params_in], None)
 
+    def batch_dataset_of(dataset_name, upload):
+        if upload:
+            return validate_file(upload, ctx.limits)[1]
+        if dataset_name:
+            return ctx.store.get_version(dataset_name).dataset
+        raise gr.Error("Choose a saved dataset or upload a file to test the model on.")
+
+    @user_errors
+    def on_batch_source(dataset_name, upload):
+        """Rows to run: the whole dataset, unless the user asks for fewer."""
+        if not dataset_name and not upload:
+            return None
+        return len(batch_dataset_of(dataset_name, upload).examples)
+
+    batch_dataset.input(on_batch_source, [batch_dataset, batch_file], batch_limit)
+    batch_file.upload(on_batch_source, [batch_dataset, batch_file], batch_limit)
+
     @user_errors
     def on_batch(name, point, dataset_name, upload, limit, *params_values):
-        target = _target(ctx, name, point)
-        if upload:
-            _, dataset, _ = validate_file(upload, ctx.limits)
-        elif dataset_name:
-            dataset = ctx.store.get_version(dataset_name).dataset
-        else:
-            raise gr.Error("Choose a saved dataset or upload a file to test the model on.")
+        target, dataset, note = batch_test.fit_dataset(_target(ctx, name, point),
+                                                       batch_dataset_of(dataset_name, upload))
+        note = f" {note}" if note else ""
         rows, table = [], []
         keys = dataset.template.input_keys
         for row in batch_test.run_batch(target, dataset, _params(*params_values),
-                                        limit=int(limit or 50)):
+                                        limit=int(limit) if limit else None):
             rows.append(row)
             inputs = "\n".join(f"{k}: {row.inputs.get(k, '')}" for k in keys)
             table.append([inputs, row.expected, row.produced, "yes" if row.exact else "no"])
-            yield f"{len(rows)} row(s) done…", table, gr.skip()
+            yield f"{len(rows)} row(s) done…{note}", table, gr.skip()
         result = batch_test.BatchResult(target.label, keys, tuple(rows))
         path = exports_dir(ctx.data_dir) / f"batch-{name}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(batch_test.batch_csv(result))
-        yield result.summary(), table, gr.File(value=str(path), visible=True)
+        yield result.summary() + note, table, gr.File(value=str(path), visible=True)
 
     batch_run.click(on_batch, [model, checkpoint, batch_dataset, batch_file, batch_limit,
                                *params_in], [batch_summary, batch_table, batch_download],
                     concurrency_id="generate", concurrency_limit=1)
-    return Playground(model, batch_dataset)
+    return Playground(model, model_b, batch_dataset)

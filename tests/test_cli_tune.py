@@ -63,8 +63,8 @@ def test_tune_refuses_a_file_with_errors_and_prints_the_report(tmp_path, tiny_mo
 def test_ctrl_c_cancels_the_job_cleanly_and_exits_130(tmp_path, tiny_model_dir):
     data_file, db = words(tmp_path / "words.jsonl", 40), tmp_path / "data" / "studio.db"
     process = start_app(["tune", "--data", str(data_file), "--name", "Words", "--data-dir",
-                     str(tmp_path / "data"), "--model", str(tiny_model_dir), "--epochs", "20",
-                     "--batch-size", "2"], tmp_path / "tune.log")
+                     str(tmp_path / "data"), "--model", str(tiny_model_dir), "--epochs", "1000",
+                     "--batch-size", "1"], tmp_path / "tune.log")  # 40,000 steps: never done first
     poll(lambda: query(db, "SELECT 1 FROM jobs WHERE completed_steps >= 2"), 60, process)
     process.send_signal(signal.SIGINT)
     assert process.wait(30) == 130

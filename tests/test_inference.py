@@ -17,7 +17,7 @@ from training.core.dataset import (
 from training.core.errors import DatasetError, ModelError
 from training.core.generation import TUNED_DEFAULTS, GenerationParams, save_generation_defaults
 from training.core.template import prompt_text, render_example
-from training.inference.batch_test import BatchResult, BatchRow, batch_csv, batch_test
+from training.inference.batch_test import BatchResult, BatchRow, batch_csv, batch_test, fit_dataset
 from training.inference.engine import build_prompt, generate, resolve_target, stream
 from training.inference.model_cache import ModelCache
 from training.inference.targets import Target, list_checkpoints, tuned_dir
@@ -252,12 +252,25 @@ def test_batch_test_reports_the_exact_match_rate(library, cache):
     assert len(batch_test(tuned, dataset, limit=1, cache=cache).rows) == 1
 
 
+def test_batch_test_gives_a_single_field_under_another_name_to_the_model(library, cache):
+    tuned = resolve(library)
+    produced = generate(tuned, "word01", None, cache=cache)
+    dataset = Dataset(PromptTemplate(inputs=(InputField("question", "question:"),)),
+                      (Example({"question": "word01"}, produced, "row 1"),))
+    fitted, mapped, note = fit_dataset(tuned, dataset)
+    assert note == "The dataset's field 'question' is given to the model as its field 'input'."
+    assert mapped.template == tuned.template and mapped.examples[0].fields == {"input": "word01"}
+    assert batch_test(tuned, dataset, cache=cache).matches == 1
+
+
 def test_batch_test_refuses_a_dataset_with_other_fields(library, cache):
-    dataset = Dataset(PromptTemplate(inputs=(InputField("question", "question:"),)), ())
+    dataset = Dataset(PromptTemplate(inputs=(InputField("question", "question:"),
+                                             InputField("context", "context:"))), ())
     with pytest.raises(DatasetError) as error:
         batch_test(resolve(library), dataset, cache=cache)
-    assert str(error.value) == ("The dataset's fields (question) are not the fields 'reverser' was tuned "
-                                "on (input): choose a dataset made with the same prompt.")
+    assert str(error.value) == ("The dataset's fields (question, context) are not the fields "
+                                "'reverser' was tuned on (input): choose a dataset made with the "
+                                "same prompt.")
 
 
 def test_the_batch_table_downloads_as_csv_safe_for_spreadsheets():

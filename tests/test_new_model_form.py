@@ -6,7 +6,7 @@ import gradio as gr
 import pytest
 
 from studio.new_model_tab import LABELS, config_from_values, setting_widget, values_from_config
-from training.core.config import SETTINGS, TuningConfig
+from training.core.config import SETTINGS, ConfigError, TuningConfig
 
 CHANGED = TuningConfig(epochs=3, batch_size=2, learning_rate=0.002, learning_rate_multiplier=0.5,
                        lora_rank=4, lora_alpha=8.0, lora_dropout=0.1, target_modules=("q_proj",),
@@ -27,11 +27,26 @@ def test_the_form_values_round_trip_by_name():
     assert config_from_values(dict(reversed(list(values.items())))) == CHANGED
 
 
-def test_empty_boxes_take_the_defaults_and_numbers_arrive_as_floats():
-    values = {**values_from_config(CHANGED), "epochs": None, "batch_size": "", "seed": 9.0}
-    config = config_from_values(values)
-    assert (config.epochs, config.batch_size, config.seed) == (TuningConfig().epochs,
-                                                               TuningConfig().batch_size, 9)
+def test_numbers_arrive_as_floats_and_become_whole_numbers():
+    config = config_from_values({**values_from_config(CHANGED), "seed": 9.0, "epochs": "4"})
+    assert (config.seed, config.epochs) == (9, 4)
+
+
+def test_empty_and_bad_boxes_are_named_with_their_range_all_at_once():
+    values = {**values_from_config(CHANGED), "epochs": None, "batch_size": 0,
+              "learning_rate": -1, "lora_rank": 2.5, "seed": "x"}
+    with pytest.raises(ConfigError) as raised:
+        config_from_values(values)
+    lines = str(raised.value).splitlines()
+    assert lines[0] == "Some settings need changing:"
+    assert lines[1:] == [
+        "- Epochs is empty: enter a whole number from 1 to 1000.",
+        "- LoRA rank is 2.5: enter a whole number from 1 to 1024.",
+        "- Seed is 'x': enter a whole number from 0 to 4294967295.",
+        "- Batch size is 0: use a whole number from 1 to 1024.",
+        "- Learning rate is -1: use a number above 0 and at most 1 (0.001 is the default; "
+        "smaller for small datasets).",
+    ]
 
 
 @pytest.mark.parametrize("name", list(SETTINGS))
@@ -45,7 +60,11 @@ def test_each_widget_shows_the_default_range_and_choices_of_its_field(name):
     else:
         assert widget.value == default
     if isinstance(widget, gr.Number):
-        assert (widget.minimum, widget.maximum) == (setting.minimum, setting.maximum)
+        # Gradio's own range check would refuse a value without naming the setting: the form's
+        # check does it, and the box shows the range.
+        assert (widget.minimum, widget.maximum) == (None, None)
+        if name != "eval_rows":
+            assert widget.info == setting.allowed[0].upper() + setting.allowed[1:]
         if setting.maximum is not None:  # the bound the form shows is the one the check uses
             too_big = setting.maximum + (1 if setting.kind == "int" else 0.5)
             problems = TuningConfig(**{name: too_big}).problems()

@@ -8,8 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
-from studio.api import content
-from studio.api import shapes
+from studio.api import content, shapes
 from studio.api.bodies import ApiError, invalid
 from studio.context import StudioContext
 from training import models

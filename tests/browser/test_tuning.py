@@ -77,6 +77,6 @@ def test_tune_watch_the_curve_and_see_it_ready_then_cancel_another(page, browser
     other.context.close()
 
     page.locator("#job-cancel").click()
-    expect(header).to_contain_text("FAILED (cancelled)", timeout=60_000)
-    expect(page.locator("#library-jobs")).to_contain_text("FAILED (cancelled)")
+    expect(header).to_contain_text("Cancelled", timeout=60_000)
+    expect(page.locator("#library-jobs")).to_contain_text("Cancelled")
 

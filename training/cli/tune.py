@@ -106,7 +106,7 @@ def _same_latest_version(store, path: Path, dataset):
         latest = store.get_version(path.stem)
     except NotFoundError:
         return None
-    return latest if latest.dataset == dataset else None
+    return latest if latest.dataset.same_content(dataset) else None
 
 
 def _quiet_libraries() -> None:

@@ -19,6 +19,10 @@ PRECISIONS = ("auto", "bf16", "fp32")
 MAX_TOKENS = 131_072
 MAX_SEED = 2**32 - 1
 
+class ConfigError(StudioError):
+    """One or more settings are unusable; the message lists each of them."""
+
+
 SettingKind = Literal["int", "float", "bool", "choice", "choices"]
 
 
@@ -27,6 +31,8 @@ class Setting:
     """How one TuningConfig field is entered and checked: forms build their widgets from this
     (``SETTINGS``), and ``TuningConfig.problems`` checks against the same bounds."""
 
+    title: str
+    """The setting's name in messages: ``Batch size``."""
     kind: SettingKind
     minimum: float | None = None
     maximum: float | None = None
@@ -35,30 +41,58 @@ class Setting:
     """The values offered (``choice``, ``choices``), or suggested (an ``int`` with choices)."""
 
 
+    @property
+    def allowed(self) -> str:
+        """What to enter, for messages: ``a whole number from 1 to 1024``."""
+        what = "a whole number" if self.kind == "int" else "a number"
+        low, high = _number(self.minimum), _number(self.maximum)
+        if low is not None and high is not None:
+            return f"{what} from {low} to {high}"
+        return f"{what} of at least {low}" if low is not None else what
+
+    def read(self, value, default):
+        """A form value (number boxes give floats, None or text) as this setting's type;
+        ConfigError naming the setting when a number box is empty or not a number of the
+        right kind."""
+        if self.kind == "bool":
+            return bool(value)
+        if self.kind == "choices":
+            return tuple(value or ())
+        if self.kind == "choice":
+            return value or default
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ConfigError(f"{self.title} is empty: enter {self.allowed}.")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{self.title} is '{value}': enter {self.allowed}.") from None
+        if self.kind == "float":
+            return number
+        if not number.is_integer():
+            raise ConfigError(f"{self.title} is {number:g}: enter {self.allowed}.")
+        return int(number)
+
+
 SETTINGS: dict[str, Setting] = {
-    "epochs": Setting("int", 1, 1000),
-    "batch_size": Setting("int", 1, 1024),
-    "learning_rate": Setting("float", 0, 1, step=0.0001),
-    "learning_rate_multiplier": Setting("float", 0, 100, step=0.1),
-    "lora_rank": Setting("int", 1, 1024, choices=ADAPTER_SIZES),
-    "lora_alpha": Setting("float", 0),
-    "lora_dropout": Setting("float", 0, 0.99, step=0.05),
-    "target_modules": Setting("choices", choices=ALL_PROJECTIONS),
-    "max_input_tokens": Setting("int", 1, MAX_TOKENS),
-    "max_output_tokens": Setting("int", 1, MAX_TOKENS),
-    "eval_rows": Setting("int", 0, 250),
-    "eval_interval_steps": Setting("int", 1),
-    "early_stopping": Setting("bool"),
-    "early_stopping_patience": Setting("int", 1),
-    "select_best_checkpoint": Setting("bool"),
-    "seed": Setting("int", 0, MAX_SEED),
-    "precision": Setting("choice", choices=PRECISIONS),
+    "epochs": Setting("Epochs", "int", 1, 1000),
+    "batch_size": Setting("Batch size", "int", 1, 1024),
+    "learning_rate": Setting("Learning rate", "float", 0, 1, step=0.0001),
+    "learning_rate_multiplier": Setting("Learning-rate multiplier", "float", 0, 100, step=0.1),
+    "lora_rank": Setting("LoRA rank", "int", 1, 1024, choices=ADAPTER_SIZES),
+    "lora_alpha": Setting("LoRA alpha", "float", 0),
+    "lora_dropout": Setting("LoRA dropout", "float", 0, 0.99, step=0.05),
+    "target_modules": Setting("Target modules", "choices", choices=ALL_PROJECTIONS),
+    "max_input_tokens": Setting("Maximum input tokens", "int", 1, MAX_TOKENS),
+    "max_output_tokens": Setting("Maximum output tokens", "int", 1, MAX_TOKENS),
+    "eval_rows": Setting("Evaluation rows", "int", 0, 250),
+    "eval_interval_steps": Setting("Evaluation interval", "int", 1),
+    "early_stopping": Setting("Early stopping", "bool"),
+    "early_stopping_patience": Setting("Early-stopping patience", "int", 1),
+    "select_best_checkpoint": Setting("Best-checkpoint selection", "bool"),
+    "seed": Setting("Seed", "int", 0, MAX_SEED),
+    "precision": Setting("Precision", "choice", choices=PRECISIONS),
 }
 """Every TuningConfig field, in the order forms show them."""
-
-
-class ConfigError(StudioError):
-    """One or more settings are unusable; the message lists each of them."""
 
 
 @dataclass(frozen=True)
@@ -196,3 +230,10 @@ class TuningConfig:
 
 def _within(value, setting: Setting) -> bool:
     return setting.minimum <= value <= setting.maximum
+
+
+def _number(value: float | None) -> str | None:
+    """``1024``, ``0.99``: whole numbers without a decimal point or an exponent."""
+    if value is None:
+        return None
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

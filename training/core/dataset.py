@@ -114,6 +114,11 @@ class Dataset:
     template: PromptTemplate
     examples: tuple[Example, ...] = field(default_factory=tuple)
 
+    def same_content(self, other: "Dataset") -> bool:
+        """The same template and the same examples in the same order (where each example came
+        from in a file does not count)."""
+        return self.template == other.template and self.rows() == other.rows()
+
     def rows(self) -> list[list[str]]:
         """The grid: one list of cell strings per example, in ``template.columns`` order."""
         keys = self.template.input_keys

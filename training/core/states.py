@@ -88,6 +88,11 @@ class IllegalTransition(StudioError):
     """The job's state does not allow what was asked; the message says what can be done."""
 
 
+def allowed_events(state: JobState) -> frozenset[JobEvent]:
+    """The events ``state`` allows: what a job page offers (Cancel, Resume) follows this."""
+    return frozenset(event for (source, event) in _TRANSITIONS if source == state)
+
+
 def transition(state: JobState, event: JobEvent) -> JobState:
     """The state after ``event``; IllegalTransition (a user-facing message) when not allowed."""
     if state not in STATES:

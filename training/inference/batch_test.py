@@ -13,16 +13,13 @@ import io
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 
-from training.core.dataset import Dataset
+from training.core.dataset import Dataset, Example
 from training.core.errors import DatasetError
 from training.core.generation import GenerationParams
 from training.data.export import neutralise
 from training.inference.engine import stream
 from training.inference.model_cache import ModelCache
 from training.inference.targets import Target, with_template
-
-DEFAULT_LIMIT = 100
-"""Rows tested when no limit is given (about a minute for short answers on a small CPU)."""
 
 
 @dataclass(frozen=True)
@@ -62,11 +59,11 @@ def same_answer(expected: str, produced: str) -> bool:
 
 
 def run_batch(target: Target, dataset: Dataset, params: GenerationParams | None = None,
-              limit: int | None = DEFAULT_LIMIT, *, cache: ModelCache | None = None,
+              limit: int | None = None, *, cache: ModelCache | None = None,
               should_stop: Callable[[], bool] = lambda: False) -> Iterator[BatchRow]:
-    """Yield one row per example, as each answer is finished (the UI fills its table as they
-    come); ``should_stop`` is asked before each example."""
-    target = _prompted_like(target, dataset)
+    """Yield one row per example (every example, or the first ``limit``), as each answer is
+    finished (the UI fills its table as they come); ``should_stop`` is asked before each."""
+    target, dataset, _ = fit_dataset(target, dataset)
     examples = dataset.examples if limit is None else dataset.examples[:max(0, limit)]
     for example in examples:
         if should_stop():
@@ -77,8 +74,9 @@ def run_batch(target: Target, dataset: Dataset, params: GenerationParams | None 
 
 
 def batch_test(target: Target, dataset: Dataset, params: GenerationParams | None = None,
-               limit: int | None = DEFAULT_LIMIT, *, cache: ModelCache | None = None) -> BatchResult:
+               limit: int | None = None, *, cache: ModelCache | None = None) -> BatchResult:
     """Every row of ``run_batch`` and the exact-match rate."""
+    target, dataset, _ = fit_dataset(target, dataset)
     rows = tuple(run_batch(target, dataset, params, limit, cache=cache))
     return BatchResult(target.label, dataset.template.input_keys, rows)
 
@@ -96,14 +94,24 @@ def batch_csv(result: BatchResult) -> bytes:
     return out.getvalue().encode("utf-8-sig")
 
 
-def _prompted_like(target: Target, dataset: Dataset) -> Target:
-    """A base model takes the dataset's template; a tuned model needs the dataset to have its
-    input fields."""
+def fit_dataset(target: Target, dataset: Dataset) -> tuple[Target, Dataset, str]:
+    """The model and the dataset made to fit each other, and a sentence saying how when it is
+    not obvious. A base model takes the dataset's template. A tuned model needs the dataset's
+    input fields; when both have a single field under different names, the dataset's field is
+    used as the model's (a file whose column is ``question`` tests a model tuned on ``text``).
+    DatasetError naming both sets of fields otherwise."""
     if target.template is None:
-        return with_template(target, dataset.template)
+        return with_template(target, dataset.template), dataset, ""
     wanted, given = target.template.input_keys, dataset.template.input_keys
-    if target.template.kind != dataset.template.kind or set(wanted) != set(given):
-        raise DatasetError(
-            f"The dataset's fields ({', '.join(given)}) are not the fields '{target.name}' was "
-            f"tuned on ({', '.join(wanted)}): choose a dataset made with the same prompt.")
-    return target
+    kinds = (target.template.kind, dataset.template.kind)
+    if kinds[0] == kinds[1] and set(wanted) == set(given):
+        return target, dataset, ""
+    if kinds == ("structured", "structured") and len(wanted) == len(given) == 1:
+        (key,), (column,) = wanted, given
+        examples = tuple(Example({key: example.fields.get(column, "")}, example.output,
+                                 example.source) for example in dataset.examples)
+        return target, Dataset(target.template, examples), (
+            f"The dataset's field '{column}' is given to the model as its field '{key}'.")
+    raise DatasetError(
+        f"The dataset's fields ({', '.join(given)}) are not the fields '{target.name}' was "
+        f"tuned on ({', '.join(wanted)}): choose a dataset made with the same prompt.")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from training.core.errors import ModelError
+from training.core.layout import ADAPTER_WEIGHTS
 from training.models import ModelRef, building, load_model, load_tokenizer
 
 Precision = Literal["auto", "fp32", "bf16"]
@@ -228,7 +229,7 @@ def _stamp(adapter_dir: Path | None) -> int:
     if adapter_dir is None:
         return 0
     folder = Path(adapter_dir)
-    stamps = [p.stat().st_mtime_ns for p in folder.glob("adapter_model.*") if p.is_file()]
+    stamps = [p.stat().st_mtime_ns for p in folder.glob(f"{Path(ADAPTER_WEIGHTS).stem}.*") if p.is_file()]
     return max(stamps, default=0)
 
 

@@ -308,8 +308,7 @@ class JobRunner:
                                           "is ready.")
         elif state == "cancelling":
             job = self.store.change_job_state(job_id, "cancelled", result_dir=adapter,
-                                              partial=adapter is not None,
-                                              final_loss=result.final_loss)
+                                              partial=adapter is not None, final_loss=None)
             self._log_cancelled(job, result.last_step)
         else:  # the runner is stopping with the studio
             self.store.change_job_state(job_id, "interrupt")

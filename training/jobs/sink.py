@@ -24,8 +24,10 @@ class StoreSink:
 
     def __init__(self, store: Store, job_id: str, data_dir: Path):
         self.store, self.job_id, self.data_dir = store, job_id, Path(data_dir)
+        self.epochs = 0
 
     def on_start(self, total_steps: int, steps_per_epoch: int, first_step: int) -> None:
+        self.epochs = total_steps // steps_per_epoch if steps_per_epoch else 0
         self.store.update_job(self.job_id, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
 
     def on_step(self, metrics: StepMetrics) -> None:
@@ -33,13 +35,20 @@ class StoreSink:
 
     def on_eval(self, metrics: EvalMetrics) -> None:
         self.store.record_eval(self.job_id, metrics)
+        self.log(f"Evaluation at step {metrics.step} (epoch {metrics.epoch:.2f}): eval loss "
+                 f"{metrics.eval_loss:.4f}, token accuracy {metrics.eval_token_accuracy:.1%}.")
 
     def on_epoch(self, snapshot: EpochSnapshot) -> None:
         self.store.record_snapshot(self.job_id, snapshot)
+        self.log(f"Epoch {snapshot.epoch} of {self.epochs or '?'} done at step {snapshot.step}: "
+                 f"mean loss {snapshot.mean_loss:.4f}, {snapshot.compute_time_s:.1f} s of "
+                 "training.")
 
     def on_checkpoint(self, epoch: int, step: int, path: Path) -> None:
         self.store.update_job(self.job_id, checkpoint_epoch=epoch, checkpoint_step=step,
                               checkpoint_dir=relative_to(self.data_dir, path))
+        self.log(f"Checkpoint saved: epoch {epoch} (step {step}); the job resumes from here if "
+                 "it stops.")
 
     def log(self, message: str) -> None:
         self.store.append_log(self.job_id, message)
