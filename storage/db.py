@@ -7,9 +7,9 @@ foreign keys. A write that reads before it decides (the next version number) run
 ``immediate()``: BEGIN IMMEDIATE takes the write lock first, so two writers are serialised
 instead of one failing with 'database is locked' when it tries to upgrade its read lock.
 
-Migrations: ``MIGRATIONS`` is an ordered tuple of functions; the schema version is
-``PRAGMA user_version`` (the number of migrations applied). To change the schema, append a
-function to ``MIGRATIONS``; never edit or reorder one that has shipped.
+Migrations: ``storage.migrations.MIGRATIONS`` is an ordered tuple of functions; the schema
+version is ``PRAGMA user_version`` (the number of migrations applied); ``migrate`` applies the
+missing ones.
 
 Store: owns the data folder and the connections, migrates when opened, and has one thin method
 per function of a table-group module (``storage.datasets``, ``storage.jobs``), which
@@ -30,19 +30,18 @@ from sqlite_utils import Database
 from storage import datasets, jobs, progress
 from storage.datasets import DatasetSummary, DatasetVersion, DatasetVersionInfo, Upload
 from storage.jobs import Job
+from storage.migrations import MIGRATIONS, Migration
 from storage.progress import LogLine
 from training.core.dataset import Dataset, NewDataset
 from training.core.disk_space import full_disk_as_error
 from training.core.errors import NotFoundError, StudioError
 from training.core.layout import database_file, uploads_dir
+from training.core.messages import english
 from training.core.progress import EpochSnapshot, EvalMetrics, StepMetrics
 from training.core.states import JobEvent, JobState
 
 BUSY_TIMEOUT_S = 10.0
 """How long a connection waits for another thread's or process's write lock before failing."""
-
-Migration = Callable[[Database], None]
-
 
 def open_database(path: Path) -> Database:
     """A new connection to the database file with this module's settings (WAL, busy timeout,
@@ -137,72 +136,6 @@ def migrate(db: Database, migrations: Sequence[Migration] | None = None) -> int:
             migration(db)
             db.execute(f"PRAGMA user_version = {number}")
     return len(migrations)
-
-
-def _001_datasets(db: Database) -> None:
-    """Uploads and versioned datasets."""
-    db.executescript("""
-        CREATE TABLE uploads (
-            id INTEGER PRIMARY KEY,
-            original_name TEXT NOT NULL,
-            stored_path TEXT NOT NULL,
-            sha256 TEXT NOT NULL UNIQUE,
-            size_bytes INTEGER NOT NULL,
-            format TEXT NOT NULL DEFAULT '',
-            created_at TEXT NOT NULL
-        );
-        CREATE TABLE datasets (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL
-        );
-        CREATE TABLE dataset_versions (
-            id INTEGER PRIMARY KEY,
-            dataset_id INTEGER NOT NULL REFERENCES datasets(id),
-            version INTEGER NOT NULL CHECK (version >= 1),
-            template_json TEXT NOT NULL,
-            example_count INTEGER NOT NULL,
-            format TEXT NOT NULL DEFAULT '',
-            upload_id INTEGER REFERENCES uploads(id),
-            note TEXT NOT NULL DEFAULT '',
-            created_at TEXT NOT NULL,
-            UNIQUE (dataset_id, version)
-        );
-        CREATE INDEX dataset_versions_upload ON dataset_versions(upload_id);
-        CREATE TABLE dataset_examples (
-            version_id INTEGER NOT NULL REFERENCES dataset_versions(id),
-            position INTEGER NOT NULL,
-            fields_json TEXT NOT NULL,
-            output TEXT NOT NULL,
-            source TEXT NOT NULL DEFAULT '',
-            PRIMARY KEY (version_id, position)
-        ) WITHOUT ROWID;
-    """)
-
-
-def _002_frozen_dataset_versions(db: Database) -> None:
-    """A saved dataset version never changes: abort any UPDATE or DELETE of it."""
-    for table in ("dataset_versions", "dataset_examples"):
-        for action in ("UPDATE", "DELETE"):
-            db.execute(f"""
-                CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table}
-                BEGIN
-                    SELECT RAISE(ABORT, 'A saved dataset version cannot be changed: save a new version instead.');
-                END
-            """)
-
-
-def _003_jobs(db: Database) -> None:
-    """Tuning jobs (the tuned model is a job's result) and their metrics, snapshots and logs."""
-    db.executescript(jobs.SCHEMA_003)
-
-
-MIGRATIONS: tuple[Migration, ...] = (
-    _001_datasets,
-    _002_frozen_dataset_versions,
-    _003_jobs,
-)
 
 
 class Store:
@@ -381,8 +314,15 @@ class Store:
             progress.truncate_metrics_after(db, job_id, step)
 
     def append_log(self, job_id: str, line: str) -> int:
+        """A line without a message key (a traceback): shown as it is in every language."""
         with self.transaction() as db:
             return progress.append_log(db, job_id, line)
+
+    def log(self, job_id: str, key: str, **params) -> int:
+        """The message ``key`` (``training.core.messages``) as a log line: its English text is
+        stored with the key and values, so each reader sees it in their language."""
+        with self.transaction() as db:
+            return progress.append_log(db, job_id, english(key, **params), key, params)
 
     def log_lines(self, job_id: str, after_seq: int = 0) -> list[LogLine]:
         return progress.log_lines(self.db, job_id, after_seq)

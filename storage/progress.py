@@ -7,11 +7,13 @@ IMMEDIATE transaction. The tables are created with the jobs table (``storage.job
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 from sqlite_utils import Database
 
 from storage.timestamps import utc_now
+from training.core.messages import say
 from training.core.progress import EpochSnapshot, EvalMetrics, StepMetrics
 
 
@@ -20,6 +22,14 @@ class LogLine:
     seq: int
     time: str
     line: str
+    """The line in English (what ``app.py tune`` prints and older lines hold)."""
+    key: str = ""
+    """Its message key in ``training.core.messages`` ('' for text without one: a traceback)."""
+    params: dict = field(default_factory=dict)
+
+    def said(self) -> str:
+        """The line in the current reader's language."""
+        return say(self.key, **self.params) if self.key else self.line
 
 
 def record_step(db: Database, job_id: str, m: StepMetrics) -> None:
@@ -82,19 +92,25 @@ def truncate_metrics_after(db: Database, job_id: str, step: int) -> None:
     db.execute("UPDATE jobs SET completed_steps = ? WHERE id = ?", [step, job_id])
 
 
-def append_log(db: Database, job_id: str, line: str) -> int:
-    """Add a line to the job's log; returns its sequence number (1, 2, ...). Call inside a
-    BEGIN IMMEDIATE transaction (reads the last number, then writes)."""
+def append_log(db: Database, job_id: str, line: str, key: str = "",
+               params: dict | None = None) -> int:
+    """Add a line to the job's log (its English text, and its message key and values when it has
+    one); returns its sequence number (1, 2, ...). Call inside a BEGIN IMMEDIATE transaction
+    (reads the last number, then writes)."""
     (last,) = db.execute(
         "SELECT coalesce(max(seq), 0) FROM job_log WHERE job_id = ?", [job_id]
     ).fetchone()
-    db.execute("INSERT INTO job_log VALUES (?, ?, ?, ?)", [job_id, last + 1, utc_now(), line])
+    db.execute("INSERT INTO job_log (job_id, seq, time, line, key, params_json)"
+               " VALUES (?, ?, ?, ?, ?, ?)",
+               [job_id, last + 1, utc_now(), line, key, json.dumps(params or {})])
     return last + 1
 
 
 def log_lines(db: Database, job_id: str, after_seq: int = 0) -> list[LogLine]:
     rows = db.query(
-        "SELECT seq, time, line FROM job_log WHERE job_id = ? AND seq > ? ORDER BY seq",
+        "SELECT seq, time, line, key, params_json FROM job_log WHERE job_id = ? AND seq > ?"
+        " ORDER BY seq",
         [job_id, after_seq],
     )
-    return [LogLine(**row) for row in rows]
+    return [LogLine(row["seq"], row["time"], row["line"], row["key"],
+                    json.loads(row["params_json"])) for row in rows]

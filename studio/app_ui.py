@@ -11,8 +11,9 @@ from studio import datasets_events, datasets_tab, library_tab, new_model_tab, pl
 from studio.context import StudioContext
 from studio.errors import user_errors
 from studio.i18n import t
-from studio.locale import LANGUAGES, PICK_LANGUAGE_JS
+from studio.locale import LANGUAGE_IN_USE_JS, LANGUAGES, PICK_LANGUAGE_JS
 from training.core.errors import StudioError
+from training.core.messages import say
 from training.inference.targets import resolve_target
 from training.jobs.request import JobRequest
 
@@ -41,6 +42,9 @@ def build_ui(ctx: StudioContext) -> gr.Blocks:
             with gr.Tab(t("tab.playground"), id="playground", elem_id="tab-playground") as play_tab:
                 playground = playground_tab.build(ctx)
         language.input(None, language, None, js=PICK_LANGUAGE_JS)
+        demo.load(None, None, language, js=LANGUAGE_IN_USE_JS)
+        demo.load(user_errors(lambda: new_model_tab.localized_ranges(form)), None,
+                  list(new_model_tab.number_boxes(form).values()), show_progress="hidden")
         _wire_across_tabs(ctx, tabs, form, library, playground)
         _keep_lists_current(ctx, demo, data, form, library, playground,
                             (data_tab, new_tab, library_tab_, play_tab))
@@ -91,15 +95,16 @@ def _keep_lists_current(ctx, demo, data, form, library, playground, tabs: tuple)
          playground.batch_dataset: datasets},
     ]
     for tab, lists in zip(tabs, by_tab):
-        tab.select(_refresher(lists), None, list(lists))
+        tab.select(_refresher(lists), None, list(lists), show_progress="hidden")
     every = {widget: make for lists in by_tab for widget, make in lists.items()}
-    demo.load(_refresher(every), None, list(every))
+    demo.load(_refresher(every), None, list(every), show_progress="hidden")
 
 
 def _refresher(lists: dict):
     @user_errors
     def refresh():
-        return [make() for make in lists.values()]
+        updates = tuple(make() for make in lists.values())
+        return updates if len(updates) > 1 else updates[0]  # one output takes a bare value
 
     return refresh
 
@@ -119,7 +124,7 @@ def _wire_across_tabs(ctx, tabs, form, library, playground):
                 request["base_model"] or "", stored.id, config, eval_id))
         except StudioError as error:  # stays in the form until the next try
             return {form.message: new_model_tab.error_text(error)}
-        message = (f"Started **{job.display_name}** (`{job.id}`): follow it in My Library.")
+        message = say("new.started", name=job.display_name, id=job.id)
         return (message, gr.Tabs(selected="library"), job.id,
                 *library_tab.job_page(ctx, job.id, {}, force=True))
 

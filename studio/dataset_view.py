@@ -9,6 +9,7 @@ from typing import Sequence
 import gradio as gr
 
 from training.core.dataset import CHAT_TEMPLATE, Dataset, InputField, PromptTemplate, cell_text
+from training.core.messages import say
 from training.core.template import Segment, render_example, token_counts
 from training.data.report import Problem, Report
 
@@ -78,29 +79,28 @@ def report_markdown(report: Report, summary: str = "") -> str:
         lines.append(f"**{html.escape(summary)}**\n")
     errors, warnings = len(report.errors), len(report.warnings)
     if report.ok:
-        head = f"**Ready: {report.examples} examples, no errors**"
+        head = "**" + say("report.ready", examples=report.examples) + "**"
     else:
-        head = f"**Not ready: {report.examples} examples, {errors} error{'s' if errors != 1 else ''}**"
+        head = "**" + say("report.not_ready", examples=report.examples, errors=errors) + "**"
     if warnings:
-        head += f", {warnings} warning{'s' if warnings != 1 else ''}"
+        head += say("report.warnings", warnings=warnings)
     lines.append(head)
     if report.truncated_rows:
         shown = ", ".join(str(r) for r in report.truncated_rows[:20])
         more = "…" if len(report.truncated_rows) > 20 else ""
-        lines.append(f"\nWill be truncated in training: rows {shown}{more}")
+        lines.append("\n" + say("report.truncated", rows=shown + more))
     if report.token_counts:
         inputs = [a for a, _ in report.token_counts]
         outputs = [b for _, b in report.token_counts]
-        lines.append(
-            f"\nTokens per example: input up to {max(inputs):,} (mean {sum(inputs) / len(inputs):,.0f}),"
-            f" output up to {max(outputs):,} (mean {sum(outputs) / len(outputs):,.0f})."
-        )
+        lines.append("\n" + say("report.tokens", input_max=max(inputs),
+                                 input_mean=sum(inputs) / len(inputs), output_max=max(outputs),
+                                 output_mean=sum(outputs) / len(outputs)))
     listed = report.problems[:_MAX_LISTED]
     if listed:
         lines.append("")
         lines.extend(_problem_line(p) for p in listed)
     if len(report.problems) > _MAX_LISTED:
-        lines.append(f"- …and {len(report.problems) - _MAX_LISTED} more (export or fix these first).")
+        lines.append("- " + say("report.more", more=len(report.problems) - _MAX_LISTED))
     return "\n".join(lines)
 
 
@@ -116,14 +116,14 @@ def preview_html(segments: Sequence[Segment], counts: tuple[int, int] | None, ro
         parts.append(f'<mark class="trained">{text}</mark>' if segment.trained else text)
     body = "".join(parts)
     if counts is None:
-        tokens = "Token counts appear once the base model's tokenizer is ready."
+        tokens = say("preview.tokens_pending")
     else:
-        tokens = f"Row {row}: input {counts[0]:,} tokens · output {counts[1]:,} tokens"
+        tokens = say("preview.tokens", row=row, input=counts[0], output=counts[1])
     return (
-        f'<div class="preview-tokens">{tokens}</div>'
+        f'<div class="preview-tokens">{html.escape(tokens)}</div>'
         f'<pre class="prompt-preview" id="prompt-preview">{body}</pre>'
-        '<div class="preview-legend"><mark class="trained">highlighted</mark>'
-        " = what the model learns to write</div>"
+        f'<div class="preview-legend"><mark class="trained">{say("preview.highlighted")}</mark>'
+        f' = {say("preview.legend")}</div>'
     )
 
 
@@ -134,10 +134,11 @@ def empty_preview(message: str) -> str:
 def mapping_markdown(dataset: Dataset, rows: int = 3) -> str:
     """A table of the first rows as the mapping reads them: one column per field, then output."""
     if not dataset.examples:
-        return "_No rows to preview._"
+        return "_" + say("preview.no_rows") + "_"
     template = dataset.template
-    heads = [f"{f.key} → {f.label or '(no label)'}" for f in template.inputs]
-    heads.append(f"output → {template.output_label or '(no label)'}")
+    none = say("preview.no_label")
+    heads = [f"{f.key} → {f.label or none}" for f in template.inputs]
+    heads.append(f"output → {template.output_label or none}")
     lines = ["| " + " | ".join(_cell(h) for h in heads) + " |", "|" + "---|" * len(heads)]
     for example in dataset.examples[:rows]:
         cells = [example.fields.get(f.key, "") for f in template.inputs] + [example.output]
@@ -158,7 +159,7 @@ def grid(rows, columns) -> gr.Dataframe:
 
 def preview(dataset: Dataset, row: int, tokenizer) -> str:
     if not dataset.examples:
-        return empty_preview("Add an example to see how the model will see it.")
+        return empty_preview(say("preview.empty"))
     row = min(max(row, 0), len(dataset.examples) - 1)
     segments = render_example(dataset.template, dataset.examples[row], tokenizer)
     counts = token_counts([segments], tokenizer)[0] if tokenizer is not None else None

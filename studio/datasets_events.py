@@ -18,6 +18,7 @@ from studio.errors import user_errors
 from training.core.dataset import Dataset, PromptTemplate
 from training.core.errors import DatasetError, StudioError
 from training.core.layout import exports_dir
+from training.core.messages import say
 from training.data import export, formats
 from training.data.validation import validate
 
@@ -63,7 +64,7 @@ def wire(ctx: StudioContext, w: Widgets) -> None:
             w.inputs: gr.Dropdown(choices=list(table.header) if table else [], value=guess_inputs),
             w.output: gr.Dropdown(choices=list(table.header) if table else [], value=output_column),
             w.mapping_preview: view.mapping_markdown(dataset) if mapping_on else "",
-            w.detected: f"**Detected:** {source.label}" if source.label else "",
+            w.detected: f"**{say('data.detected')}:** {source.label}" if source.label else "",
             w.report: report, w.preview: preview, w.preview_row: 1, w.name: name,
         }
 
@@ -232,15 +233,10 @@ def wire(ctx: StudioContext, w: Widgets) -> None:
         report = validate(dataset, ctx.limits, tokenizer=ctx.tokenizer(model))
         stored, saved = ctx.store.save_dataset_if_changed(
             dataset_name or "", dataset, format=source.format, upload_id=source.upload_id)
-        if saved:
-            message = (f"Saved **{stored.name}** version {stored.version} "
-                       f"({stored.example_count} examples).")
-        else:
-            message = (f"Nothing to save: **{stored.name}** version {stored.version} already "
-                       "holds these examples and this prompt.")
+        message = say("data.saved" if saved else "data.unchanged", name=stored.name,
+                      version=stored.version, examples=stored.example_count)
         if not report.ok:
-            message += (f" It has {len(report.errors)} error(s): fix them and save again before "
-                        "tuning with it.")
+            message += say("data.saved_with_errors", errors=len(report.errors))
         return message, gr.Dropdown(choices=saved_choices(ctx), value=stored.name), template.to_dict()
 
     # A second click while a save runs does nothing (trigger_mode "once").

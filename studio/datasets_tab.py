@@ -93,7 +93,7 @@ def build(ctx: StudioContext) -> Widgets:
             gr.Markdown(f"### {t('data.open')}")
             saved = gr.Dropdown(label=t("data.saved"), choices=saved_choices(ctx), elem_id="saved-datasets")
             version = gr.Number(label=t("data.version"), precision=0, minimum=0, value=0,
-                                info="0 = latest")
+                                info=t("data.version_info"))
             open_button = gr.Button(t("data.open_button"), size="sm")
             with gr.Row():
                 empty_button = gr.Button(t("data.new_empty"), size="sm")
@@ -112,7 +112,8 @@ def build(ctx: StudioContext) -> Widgets:
     gr.Markdown(f"### {t('data.prompt')}")
     with gr.Row():
         with gr.Column(scale=3):
-            kind = gr.Radio(["structured", "chat"], value="structured", show_label=False,
+            kind = gr.Radio([(t("data.kind_structured"), "structured"), (t("data.kind_chat"), "chat")],
+                            value="structured", show_label=False,
                             interactive=False, elem_id="kind")
             preamble = gr.Textbox(label=t("data.preamble"), lines=2, elem_id="preamble")
         with gr.Column(scale=2):
@@ -154,7 +155,7 @@ def build(ctx: StudioContext) -> Widgets:
             gr.Markdown(f"### {t('data.export')}")
             export_format = gr.Radio(["csv", "xlsx", "jsonl"], value="csv", label=t("data.export_format"))
             export_button = gr.Button(t("data.export_button"), elem_id="export")
-            export_file = gr.File(interactive=False, elem_id="export-file")
+            export_file = gr.File(label=t("data.export_file"), interactive=False, elem_id="export-file")
 
     return Widgets(template_state, source_state, selected, kind, preamble, fields, output_label,
                    grid, mapping, sheet, inputs, output, mapping_preview, detected, report,

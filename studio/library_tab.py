@@ -16,12 +16,18 @@ from studio.charts import loss_figure
 from studio.context import StudioContext
 from studio.errors import user_errors
 from studio.i18n import t
+from training.core.messages import say
 from training.core.states import ACTIVE_STATES, allowed_events
 from training.export.model_export import export_adapter, export_merged
 
-JOB_HEADERS = ["name", "id", "base model", "state", "progress", "created", "dataset", "epochs",
-               "final loss"]
-DATASET_HEADERS = ["name", "latest version", "examples", "format", "updated"]
+JOB_COLUMNS = ("name", "id", "base_model", "state", "progress", "created", "dataset", "epochs",
+               "final_loss")
+DATASET_COLUMNS = ("name", "latest", "examples", "format", "updated")
+
+
+def headers(columns) -> list[str]:
+    """Table headers in the page's language."""
+    return [say(f"library.col.{column}") for column in columns]
 POLL_S = 1.0
 
 
@@ -69,20 +75,21 @@ def progress_text(job) -> str:
     """'42% · 1m20s left' while running, from the pace of the latest steps (not the time since
     the start, which includes loading the model and would triple the first estimates)."""
     if job.state == "queued":
-        return f"queued (#{job.queue_position})" if job.queue_position else "queued"
+        return (say("library.queued_at", position=job.queue_position) if job.queue_position
+                else say("library.queued"))
     if not job.total_steps:
-        return "starting…" if job.state == "running" else "—"
+        return say("library.starting") if job.state == "running" else "—"
     done = min(job.completed_steps, job.total_steps)
     percent = 100 * done // job.total_steps
     if job.state != "running" or not done or not job.recent_step_s:
         return f"{percent}%"
     left = job.recent_step_s * (job.total_steps - done)  # the pace of the latest steps
-    return f"{percent}% · {_duration(left)} left"
+    return say("library.left", percent=percent, left=_duration(left))
 
 
 def state_text(job) -> str:
-    label = "Cancelled" if job.state == "cancelled" else f"{job.gemini_state} ({job.state})"
-    return label + (", partial model" if job.partial else "")
+    label = say(f"library.state.{job.state}")
+    return say("library.partial", state=label) if job.partial else label
 
 
 def final_loss_text(job) -> str:
@@ -123,24 +130,23 @@ def job_details(ctx: StudioContext, job) -> str:
     snapshots = ctx.store.job_snapshots(job.id)
     epochs = "\n".join(f"| {s.epoch} | {s.step} | {s.mean_loss:.4f} | {s.compute_time_s:.1f} s |"
                        for s in snapshots)
-    return (f"**Dataset:** {html.escape(version.name)} version {version.version} "
-            f"({version.example_count} examples) · **Base model:** {html.escape(job.base_model)}\n\n"
+    return (say("library.dataset_line", name=html.escape(version.name), version=version.version,
+                examples=version.example_count, model=html.escape(job.base_model)) + "\n\n"
             + (f"{html.escape(job.description)}\n\n" if job.description else "")
-            + "| epoch | step | mean loss | compute time |\n|---|---|---|---|\n" + epochs
-            + "\n\n| setting | value |\n|---|---|\n" + settings)
+            + say("library.epoch_table") + "\n|---|---|---|---|\n" + epochs
+            + "\n\n" + say("library.settings_table") + "\n|---|---|\n" + settings)
 
 
 def job_header(job) -> str:
     lines = [f"### {html.escape(job.display_name)} · `{job.id}`",
-             f"**{state_text(job)}** · {progress_text(job)} · step {job.completed_steps}"
-             f"/{job.total_steps or '?'}"]
+             f"**{state_text(job)}** · {progress_text(job)} · "
+             + say("library.step", done=job.completed_steps, total=job.total_steps or "?")]
     if final_loss_text(job):
-        lines[-1] += f" · final loss {final_loss_text(job)}"
+        lines[-1] += " · " + say("library.final_loss", loss=final_loss_text(job))
     if job.error:
-        lines.append(f"\n**Error:** {html.escape(job.error)}")
+        lines.append(f"\n**{say('library.error')}:** {html.escape(job.error)}")
     if job.partial:
-        lines.append("\nThis model was cancelled before the end: it is the last checkpoint, a "
-                     "partial model. Use *Tune again* with fewer epochs for a finished one.")
+        lines.append("\n" + say("library.partial_note"))
     return "\n".join(lines)
 
 
@@ -149,7 +155,8 @@ def job_page(ctx: StudioContext, job_id, seen_before: dict, force: bool = False)
     ``seen_before`` is skipped: the table when its rows are the same, the chart and log unless
     new points (or a new state) arrived."""
     rows = job_rows(ctx)
-    table = rows if force or rows != seen_before.get("rows") else gr.skip()
+    table = (gr.Dataframe(value=rows or None, headers=headers(JOB_COLUMNS))
+             if force or rows != seen_before.get("rows") else gr.skip())
     if not job_id:
         if not force and seen_before.get("rows") == rows and "job" not in seen_before:
             return gr.skip()  # nothing selected and nothing changed: update nothing
@@ -162,8 +169,8 @@ def job_page(ctx: StudioContext, job_id, seen_before: dict, force: bool = False)
     if force or now != {k: seen_before.get(k) for k in now}:
         steps = ctx.store.metrics_after(job_id, 0)
         figure = gr.Plot(loss_figure(steps, evals, ctx.store.job_snapshots(job_id)))
-        log_text = "\n".join(f"{line.time[11:19]}  {line.line}"
-                             for line in ctx.store.log_lines(job_id))
+        log_text = "\n".join(f"{line.time[11:19]}  {line.said()}"
+                              for line in ctx.store.log_lines(job_id))
         buttons = action_buttons(job)
         if not force and seen_before.get("job") == job_id:
             buttons = buttons[:-1] + (gr.skip(),)  # a confirmation being answered stays open
@@ -177,7 +184,7 @@ ACTIONS_KEPT = (gr.skip(),) * 7
 
 def build(ctx: StudioContext) -> Library:
     gr.Markdown(f"### {t('library.models')}")
-    jobs = gr.Dataframe(value=job_rows(ctx) or None, headers=JOB_HEADERS, type="array",
+    jobs = gr.Dataframe(value=job_rows(ctx) or None, headers=headers(JOB_COLUMNS), type="array",
                         interactive=False, elem_id="library-jobs",
                         column_widths=["14%", "12%", "14%", "14%", "12%", "11%", "10%", "6%", "7%"])
     selected = gr.State(None)
@@ -207,7 +214,7 @@ def build(ctx: StudioContext) -> Library:
         log = gr.Textbox(label=t("library.log"), lines=8, max_lines=8, autoscroll=True,
                          interactive=False, elem_id="job-log")
     gr.Markdown(f"### {t('library.datasets')}")
-    datasets = gr.Dataframe(value=dataset_rows(ctx) or None, headers=DATASET_HEADERS,
+    datasets = gr.Dataframe(value=dataset_rows(ctx) or None, headers=headers(DATASET_COLUMNS),
                             type="array", interactive=False, elem_id="library-datasets")
     timer = gr.Timer(POLL_S, active=True)
     address = gr.Textbox(visible=False, elem_id="job-address")
@@ -258,9 +265,8 @@ def build(ctx: StudioContext) -> Library:
         if not job_id:
             raise gr.Error("Choose a tuned model in the table first.")
         job = ctx.store.get_job(job_id)
-        return gr.Group(visible=True), (
-            f"Delete **{html.escape(job.display_name)}** (`{job.id}`), its model, checkpoints "
-            "and log? This cannot be undone.")
+        return gr.Group(visible=True), say("library.delete_question",
+                                           name=html.escape(job.display_name), id=job.id)
 
     delete.click(on_delete, selected, [confirm, confirm_text])
     keep.click(lambda: gr.Group(visible=False), None, confirm)
@@ -286,4 +292,4 @@ def build(ctx: StudioContext) -> Library:
 
 
 def refresh_datasets(ctx: StudioContext):
-    return dataset_rows(ctx)
+    return gr.Dataframe(value=dataset_rows(ctx) or None, headers=headers(DATASET_COLUMNS))

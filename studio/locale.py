@@ -19,8 +19,16 @@ _BOOT_SCRIPT = b"""<script>(function () {
     if (!lang && (navigator.language || '').toLowerCase().indexOf('zh') === 0) lang = 'zh-CN';
     if (lang) Object.defineProperty(Navigator.prototype, 'language',
                                     {get: function () { return lang; }, configurable: true});
+    document.cookie = 'studio-lang=' + encodeURIComponent(lang || navigator.language || 'en') +
+                      '; path=/; SameSite=Lax';
   } catch (e) {}
 })();</script>"""
+
+LANGUAGE_IN_USE_JS = """() => {
+    const lang = (localStorage.getItem('studio-lang') || navigator.language || 'en').toLowerCase();
+    return lang.startsWith('zh') ? 'zh-CN' : lang.startsWith('fr') ? 'fr' : 'en';
+}"""
+"""Shows the language in use in the picker when the page loads."""
 
 PICK_LANGUAGE_JS = """(lang) => {
     if (!lang) return;

@@ -14,6 +14,7 @@ from studio.errors import user_errors
 from studio.i18n import t
 from training.core.config import SETTINGS, ConfigError, TuningConfig
 from training.core.errors import DatasetError
+from training.core.messages import say
 
 DEFAULTS = TuningConfig()
 
@@ -93,6 +94,23 @@ def values_from_config(config: TuningConfig) -> dict:
             for name, setting in SETTINGS.items()}
 
 
+def range_info(name: str) -> str:
+    """``A whole number from 1 to 1000``: what a number box takes, in the page's language."""
+    allowed = SETTINGS[name].allowed
+    return allowed[0].upper() + allowed[1:]
+
+
+def number_boxes(form: "Form") -> dict:
+    """The settings entered in a number box (their ``info`` is the range), by name."""
+    return {name: widget for name, widget in form.settings.items()
+            if isinstance(widget, gr.Number) and name != "eval_rows"}
+
+
+def localized_ranges(form: "Form") -> dict:
+    """The number boxes' ranges in the page's language (the layout is built in English)."""
+    return {widget: gr.Number(info=range_info(name)) for name, widget in number_boxes(form).items()}
+
+
 def setting_widget(name: str, **extra) -> gr.components.Component:
     """The widget for a TuningConfig field: kind, default, range and choices from ``SETTINGS``."""
     setting, default, label = SETTINGS[name], getattr(DEFAULTS, name), t(LABELS[name])
@@ -107,7 +125,7 @@ def setting_widget(name: str, **extra) -> gr.components.Component:
                            label=label, **extra)
     # No minimum or maximum on the box: Gradio would refuse a value with its own message, which
     # does not name the setting. The range is shown instead, and the form's check names it.
-    extra.setdefault("info", setting.allowed[0].upper() + setting.allowed[1:])
+    extra.setdefault("info", range_info(name))
     return gr.Number(default, label=label, step=setting.step or 1, **extra)
 
 
@@ -204,7 +222,7 @@ def build(ctx: StudioContext) -> Form:
 def error_text(error: Exception) -> str:
     """An error as Markdown that stays in the form (a toast would fade before it is fixed)."""
     lines = str(error).splitlines()
-    return "\n".join([f"**Cannot do that:** {lines[0]}", *lines[1:]])
+    return "\n".join([f"**{say('new.cannot')}:** {lines[0]}", *lines[1:]])
 
 
 def describe_estimate(estimate) -> str:

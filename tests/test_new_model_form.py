@@ -64,7 +64,7 @@ def test_each_widget_shows_the_default_range_and_choices_of_its_field(name):
         # check does it, and the box shows the range.
         assert (widget.minimum, widget.maximum) == (None, None)
         if name != "eval_rows":
-            assert widget.info == setting.allowed[0].upper() + setting.allowed[1:]
+            assert widget.info == setting.allowed[0].upper() + setting.allowed[1:]  # English here
         if setting.maximum is not None:  # the bound the form shows is the one the check uses
             too_big = setting.maximum + (1 if setting.kind == "int" else 0.5)
             problems = TuningConfig(**{name: too_big}).problems()

@@ -77,10 +77,12 @@ def files_holding(folder: Path, text: str) -> list[Path]:
 
 
 def test_the_ui_has_the_file_handlers_the_tests_cover(http):
-    assert set(file_handlers(http)) == {"on_upload", "on_batch"}
+    assert set(file_handlers(http)) == {"on_upload", "on_batch", "on_batch_source",
+                                        "on_batch_source_1"}
 
 
-@pytest.mark.parametrize("api_name", ["on_upload", "on_batch"])
+@pytest.mark.parametrize("api_name", ["on_upload", "on_batch", "on_batch_source",
+                                      "on_batch_source_1"])
 def test_a_ui_handler_refuses_a_file_outside_the_upload_cache(http, server, secret_file, api_name):
     components = file_handlers(http)[api_name]
     file_data = {"path": str(secret_file), "meta": {"_type": "gradio.FileData"}}

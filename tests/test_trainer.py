@@ -13,6 +13,7 @@ import torch
 from training.core.config import ConfigError, TuningConfig
 from training.core.dataset import Dataset, Example, InputField, PromptTemplate
 from training.core.errors import DatasetError, TrainingError
+from training.core.messages import english
 from training.core.template import render_example, token_counts
 from training.models import ModelRef
 from training.tuning.batching import (
@@ -59,8 +60,8 @@ class RecordingSink:
     def on_checkpoint(self, epoch, step, path):
         self.checkpoints.append((epoch, step, Path(path)))
 
-    def log(self, message):
-        self.lines.append(message)
+    def log(self, key, **params):
+        self.lines.append(english(key, **params))
 
     @property
     def losses(self):

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Literal, Mapping
 
 from training.core.errors import StudioError
+from training.core.messages import say
 
 ADAPTER_SIZES = (1, 4, 8, 16)
 """Vertex's adapter sizes (LoRA rank); any positive rank is accepted."""
@@ -44,11 +45,11 @@ class Setting:
     @property
     def allowed(self) -> str:
         """What to enter, for messages: ``a whole number from 1 to 1024``."""
-        what = "a whole number" if self.kind == "int" else "a number"
+        what = "whole" if self.kind == "int" else "number"
         low, high = _number(self.minimum), _number(self.maximum)
         if low is not None and high is not None:
-            return f"{what} from {low} to {high}"
-        return f"{what} of at least {low}" if low is not None else what
+            return say(f"range.{what}_between", low=low, high=high)
+        return say(f"range.{what}_from", low=low) if low is not None else say(f"range.{what}")
 
     def read(self, value, default):
         """A form value (number boxes give floats, None or text) as this setting's type;

@@ -79,8 +79,9 @@ class ProgressSink(Protocol):
     def on_checkpoint(self, epoch: int, step: int, path: Path) -> None:
         """A complete checkpoint now exists at ``path`` (written to a temp folder, renamed)."""
 
-    def log(self, message: str) -> None:
-        """A line for the job's log (human-readable)."""
+    def log(self, key: str, **params) -> None:
+        """A line for the job's log: a message key of ``training.core.messages`` and its values
+        (the reader sees it in their language)."""
 
 
 class NullSink:
@@ -101,7 +102,7 @@ class NullSink:
     def on_checkpoint(self, epoch: int, step: int, path: Path) -> None:
         pass
 
-    def log(self, message: str) -> None:
+    def log(self, key: str, **params) -> None:
         pass
 
 

@@ -22,6 +22,7 @@ from typing import Sequence
 from training.core.dataset import Dataset
 from training.core.errors import DatasetError, UnreadableFileError
 from training.core.limits import DEFAULT_LIMITS, DatasetLimits
+from training.core.messages import say
 from training.data.json_formats import JSON_LABELS, read_json
 from training.data.report import Problem
 from training.data.spreadsheet import (
@@ -39,7 +40,7 @@ FORMAT_LABELS: dict[str, str] = {
     "csv": "CSV",
     "tsv": "TSV",
     "xlsx": "XLSX",
-    "pasted": "Pasted rows",
+    "pasted": "Pasted rows",  # said in the reader's language: see ``label``
 }
 """Format id -> name. JSON formats read from one JSON document (not lines) get the label with
 'JSON' instead of 'JSONL', e.g. 'Gemini pairs JSON'."""
@@ -72,12 +73,14 @@ class ImportResult:
 
     @property
     def summary(self) -> str:
+        """``CSV, 3 columns, 150 rows``, in the reader's language."""
+        label = say("import.pasted") if self.format == "pasted" else self.label
         if self.dataset is not None:
-            return f"{self.label}, {count_text(len(self.dataset.examples), 'example')}"
+            return f"{label}, {count_text(len(self.dataset.examples), 'example')}"
         table = self.table or Table((), ())
-        sheet = f" (sheet '{table.sheet}')" if table.sheet else ""
+        sheet = say("import.sheet", sheet=table.sheet) if table.sheet else ""
         columns, rows = count_text(len(table.header), "column"), count_text(len(table.rows), "row")
-        return f"{self.label}{sheet}, {columns}, {rows}"
+        return f"{label}{sheet}, {columns}, {rows}"
 
 
 # ---- entry points -------------------------------------------------------------------------

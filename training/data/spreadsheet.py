@@ -21,6 +21,7 @@ from training.core.dataset import _KEY_RE as FIELD_KEY_RE  # the rule PromptTemp
 from training.core.dataset import OUTPUT_COLUMN, Dataset, Example, InputField, PromptTemplate
 from training.core.errors import DatasetError, UnreadableFileError
 from training.core.limits import DatasetLimits
+from training.core.messages import say
 from training.data.report import Problem
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -75,8 +76,9 @@ def size_text(n_bytes: int) -> str:
 
 
 def count_text(n: int, unit: str) -> str:
-    """'1 row', '1,200 rows'."""
-    return f"{n:,} {unit}" + ("" if n == 1 else "s")
+    """'1 row', '1,200 rows' (``unit``: row, line, column or example), in the reader's
+    language."""
+    return say(f"count.{unit}_{'one' if n == 1 else 'many'}", n=n)
 
 
 def quoted(names: Iterable[str]) -> str:

@@ -113,8 +113,7 @@ class JobRunner:
                     continue
                 if job.state == "running":
                     job = self.store.change_job_state(job.id, "interrupt")
-                resumed.append(self._requeue(job, front=True, reason=(
-                    "The studio stopped while this job was running; resuming")))
+                resumed.append(self._requeue(job, front=True, reason="restarted"))
             except IllegalTransition:  # another studio starting at the same time got it first
                 continue
         return resumed
@@ -142,7 +141,7 @@ class JobRunner:
     def resume(self, job_id: str) -> Job:
         """Queue a failed, cancelled or interrupted job again, from its last checkpoint."""
         job = self.store.get_job(job_id)
-        job = self._requeue(job, front=False, reason="Resumed")
+        job = self._requeue(job, front=False, reason="resumed")
         self._submitted.add(job_id)
         self._wake.set()
         return job
@@ -304,38 +303,37 @@ class JobRunner:
         if result.status != "stopped":
             self.store.change_job_state(job_id, "finish", result_dir=adapter, partial=False,
                                         final_loss=result.final_loss)
-            self.store.append_log(job_id, f"Finished at step {result.last_step}: the tuned model "
-                                          "is ready.")
+            self.store.log(job_id, "log.finished", step=result.last_step)
         elif state == "cancelling":
             job = self.store.change_job_state(job_id, "cancelled", result_dir=adapter,
                                               partial=adapter is not None, final_loss=None)
             self._log_cancelled(job, result.last_step)
         else:  # the runner is stopping with the studio
             self.store.change_job_state(job_id, "interrupt")
-            self.store.append_log(job_id, f"The studio stopped at step {result.last_step}; this "
-                                          "job resumes from its last checkpoint when the studio "
-                                          "starts again.")
+            self.store.log(job_id, "log.interrupted", step=result.last_step)
 
     def _fail(self, job_id: str, message: str, trace: str) -> None:
         log.warning("job %s failed: %s\n%s", job_id, message, trace)
         with self.store.transaction():
             self.store.append_log(job_id, trace)
-            self.store.append_log(job_id, f"Failed: {message}")
+            self.store.log(job_id, "log.failed", message=message)
             self.store.change_job_state(job_id, "fail", error=message)
 
     # ---- helpers ----
 
-    def _requeue(self, job: Job, *, front: bool, reason: str) -> Job:
+    def _requeue(self, job: Job, *, front: bool, reason: Literal["resumed", "restarted"]) -> Job:
         """Queue ``job`` again from its last checkpoint: drop the progress rows and checkpoint
-        folders after it (those steps run again) and say so in the log."""
-        step = job.checkpoint_step or 0
-        where = (f"from the epoch {job.checkpoint_epoch} checkpoint (step {step})"
-                 if job.checkpoint_dir else "from the start (no checkpoint had been written)")
+        folders after it (those steps run again) and say so in the log (``reason``: the user
+        resumed it, or the studio restarted)."""
+        step, epoch, had_checkpoint = job.checkpoint_step or 0, job.checkpoint_epoch, job.checkpoint_dir
         with self.store.transaction():
             job = self.store.requeue_job(job.id, front=front, result_dir=None, partial=False,
                                          final_loss=None, error="")
             self.store.truncate_metrics_after(job.id, step)
-            self.store.append_log(job.id, f"{reason} {where}.")
+            if had_checkpoint:
+                self.store.log(job.id, f"log.{reason}_checkpoint", epoch=epoch, step=step)
+            else:
+                self.store.log(job.id, f"log.{reason}_start")
         self._remove_checkpoints_after(job.id, job.checkpoint_epoch or 0)
         return job
 
@@ -357,15 +355,10 @@ class JobRunner:
         self._log_cancelled(job, None)
 
     def _log_cancelled(self, job: Job, step: int | None) -> None:
-        at = f" at step {step}" if step is not None else ""
-        if job.partial:
-            message = (f"Cancelled{at}. The epoch {job.checkpoint_epoch} checkpoint (step "
-                       f"{job.checkpoint_step}) is kept as a partial model: it may behave "
-                       "unpredictably. Tune again with fewer epochs for a finished model.")
-        else:
-            message = (f"Cancelled{at}, before the first checkpoint: no model was kept. If "
-                       "training took too long, tune again with fewer epochs.")
-        self.store.append_log(job.id, message)
+        key = "log.cancelled_partial" if job.partial else "log.cancelled_empty"
+        at = {} if step is None else {"at": step}
+        checkpoint = dict(epoch=job.checkpoint_epoch, step=job.checkpoint_step) if job.partial else {}
+        self.store.log(job.id, key + ("_at" if at else ""), **at, **checkpoint)
 
     def _job_lock_path(self, job_id: str) -> Path:
         return lock_file(self.data_dir, f"job-{job_id}")

@@ -35,23 +35,21 @@ class StoreSink:
 
     def on_eval(self, metrics: EvalMetrics) -> None:
         self.store.record_eval(self.job_id, metrics)
-        self.log(f"Evaluation at step {metrics.step} (epoch {metrics.epoch:.2f}): eval loss "
-                 f"{metrics.eval_loss:.4f}, token accuracy {metrics.eval_token_accuracy:.1%}.")
+        self.log("log.eval", step=metrics.step, epoch=metrics.epoch, loss=metrics.eval_loss,
+                 accuracy=metrics.eval_token_accuracy)
 
     def on_epoch(self, snapshot: EpochSnapshot) -> None:
         self.store.record_snapshot(self.job_id, snapshot)
-        self.log(f"Epoch {snapshot.epoch} of {self.epochs or '?'} done at step {snapshot.step}: "
-                 f"mean loss {snapshot.mean_loss:.4f}, {snapshot.compute_time_s:.1f} s of "
-                 "training.")
+        self.log("log.epoch", epoch=snapshot.epoch, epochs=self.epochs or "?", step=snapshot.step,
+                 loss=snapshot.mean_loss, seconds=snapshot.compute_time_s)
 
     def on_checkpoint(self, epoch: int, step: int, path: Path) -> None:
         self.store.update_job(self.job_id, checkpoint_epoch=epoch, checkpoint_step=step,
                               checkpoint_dir=relative_to(self.data_dir, path))
-        self.log(f"Checkpoint saved: epoch {epoch} (step {step}); the job resumes from here if "
-                 "it stops.")
+        self.log("log.checkpoint", epoch=epoch, step=step)
 
-    def log(self, message: str) -> None:
-        self.store.append_log(self.job_id, message)
+    def log(self, key: str, **params) -> None:
+        self.store.log(self.job_id, key, **params)
 
 
 class StopCheck:

@@ -186,9 +186,8 @@ class _Run:
         else:
             p.evals_without_improvement += 1
         if config.early_stopping and p.evals_without_improvement >= config.early_stopping_patience:
-            self.sink.log(
-                f"Stopped early at step {metrics.step}: eval token accuracy has not improved for "
-                f"{p.evals_without_improvement} evaluations (best {p.best_accuracy:.4f}).")
+            self.sink.log("log.stopped_early", step=metrics.step,
+                          evals=p.evals_without_improvement, best=p.best_accuracy)
             return True
         return False
 
@@ -253,9 +252,9 @@ def train(*, base_model: ModelRef, train_set: Dataset, eval_set: Dataset | None,
         run.resume(Path(resume_from))
     sink.on_start(setup.total_steps, setup.steps_per_epoch, run.p.step + 1)
     if resume_from is not None:
-        sink.log(f"Resumed from epoch {run.p.epoch} checkpoint (step {run.p.step}).")
-    sink.log(f"Training {len(setup.train)} examples on {setup.device} ({setup.precision}): "
-             f"{setup.steps_per_epoch} steps per epoch, {setup.total_steps} steps in all.")
+        sink.log("log.resumed_from", epoch=run.p.epoch, step=run.p.step)
+    sink.log("log.training", examples=len(setup.train), device=setup.device,
+             precision=setup.precision, per_epoch=setup.steps_per_epoch, total=setup.total_steps)
     return run.run(should_stop)
 
 
@@ -296,5 +295,5 @@ def estimate(*, base_model: ModelRef, train_set: Dataset, config: TuningConfig,
 
 
 class _Silent:
-    def log(self, message: str) -> None:
+    def log(self, key: str, **params) -> None:
         pass

@@ -1,0 +1,83 @@
+"""The server's message catalogue: every key in every language, with the same values to fill in,
+every key the code says exists, and a reader sees a job's log in their own language."""
+
+import re
+import string
+from pathlib import Path
+
+import pytest
+
+from storage.db import Store
+from studio.library_tab import DATASET_COLUMNS, JOB_COLUMNS
+from tests.runner_helpers import word_dataset
+from training.core.config import TuningConfig
+from training.core.messages import CATALOGUE, EN, LANGUAGE, LANGUAGES, language_of, say
+from training.core.states import STATES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def placeholders(text: str) -> set[str]:
+    return {field for _, field, _, _ in string.Formatter().parse(text) if field}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_key_is_in_every_language_with_the_same_values(language):
+    table = CATALOGUE[language]
+    assert sorted(set(EN) - set(table)) == [] and sorted(set(table) - set(EN)) == []
+    assert {k for k in EN if placeholders(table[k]) != placeholders(EN[k])} == set()
+    assert [k for k, v in table.items() if not v.strip()] == []
+
+
+def keys_in_code() -> set[str]:
+    found = set()
+    for path in [*ROOT.joinpath("training").rglob("*.py"), *ROOT.joinpath("studio").rglob("*.py"),
+                 *ROOT.joinpath("storage").rglob("*.py")]:
+        text = path.read_text(encoding="utf-8")
+        found |= set(re.findall(r"""say\(\s*["']([a-z_.]+)["']""", text))
+        found |= set(re.findall(r"""\.log\(\s*(?:[\w.]+,\s*)?["'](log\.[a-z_]+)["']""", text))
+    return found
+
+
+def test_every_key_the_code_says_is_in_the_catalogue():
+    used = keys_in_code()
+    used |= {f"library.state.{state}" for state in STATES}
+    used |= {f"library.col.{column}" for column in (*JOB_COLUMNS, *DATASET_COLUMNS)}
+    used |= {f"log.{reason}_{where}" for reason in ("resumed", "restarted")
+             for where in ("checkpoint", "start")}
+    used |= {f"log.cancelled_{kind}{at}" for kind in ("partial", "empty") for at in ("", "_at")}
+    used |= {f"count.{unit}_{n}" for unit in ("row", "line", "item", "column", "example")
+             for n in ("one", "many")}
+    assert len(used) > 40
+    assert sorted(used - set(EN)) == []
+
+
+class Request:
+    def __init__(self, cookies=None, headers=None):
+        self.cookies, self.headers = cookies or {}, headers or {}
+
+
+def test_the_page_language_comes_from_its_cookie_then_its_browser():
+    assert language_of(Request({"studio-lang": "zh-CN"}, {"accept-language": "fr"})) == "zh-CN"
+    assert language_of(Request({}, {"accept-language": "fr-FR,fr;q=0.9"})) == "fr"
+    assert language_of(Request({"studio-lang": "de"}, {"accept-language": "de"})) == "en"
+    assert language_of(None) == "en"
+
+
+def test_a_job_log_is_said_in_each_readers_language(data_dir):
+    with Store(data_dir) as store:
+        version = store.save_dataset("words", word_dataset())
+        job = store.create_job(display_name="Words", description="", base_model="base",
+                               dataset_version_id=version.id, config=TuningConfig())
+        store.log(job.id, "log.epoch", epoch=1, epochs=2, step=10, loss=0.5, seconds=3.25)
+        store.append_log(job.id, "Traceback (most recent call last): ...")
+        english, trace = store.log_lines(job.id)
+    assert english.line == "Epoch 1 of 2 done at step 10: mean loss 0.5000, 3.2 s of training."
+    token = LANGUAGE.set("fr")
+    try:
+        assert english.said() == ("Époque 1 sur 2 terminée à l'étape 10 : perte moyenne 0.5000, "
+                                  "3.2 s d'entraînement.")
+        assert trace.said() == "Traceback (most recent call last): ..."
+        assert say("report.ready", examples=3) == "Prêt : 3 exemples, aucune erreur"
+    finally:
+        LANGUAGE.reset(token)
