@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from playwright.sync_api import expect
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.browser.helpers import tune_from_the_command_line
 
 
 def write_csv(path: Path, header: str, rows: int) -> Path:
@@ -21,12 +19,8 @@ def test_a_file_with_another_field_name_is_mapped_and_every_row_runs(page, modul
                                                                       tiny_model_dir, tmp_path):
     server = module_studio_server
     training = write_csv(tmp_path / "words.csv", "text,reversed", 24)
-    done = subprocess.run(
-        [sys.executable, "app.py", "tune", "--data", str(training), "--name", "One field",
-         "--model", str(tiny_model_dir), "--epochs", "1", "--batch-size", "8",
-         "--data-dir", str(server.data_dir)],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    tune_from_the_command_line(server.data_dir, "One field", data=training, model=tiny_model_dir,
+                               epochs=1, batch_size=8)
     other = write_csv(tmp_path / "questions.csv", "question,reversed", 7)
 
     page.goto(server.url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from playwright.sync_api import expect
 
 from storage.db import Store
-from tests.browser.test_tuning import fill_new_model
+from tests.browser.helpers import fill_new_model
 from tests.runner_helpers import word_dataset
 
 

@@ -4,16 +4,13 @@ left on the page except the data, the model names and technical names."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 from studio import i18n
+from tests.browser.helpers import SAMPLE
 from training.core import messages
-
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "statics" / "samples" / "support_tickets.csv"
 
 TECHNICAL = {"lora", "csv", "tsv", "xlsx", "json", "jsonl", "gguf", "bf16", "fp32", "auto",
              "cpu", "smollm2", "instruct", "gradio", "api", "mb", "id"}

@@ -4,17 +4,12 @@ lists after a reload or a new model)."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 from playwright.sync_api import expect
 
 from storage.db import Store
+from tests.browser.helpers import tune_from_the_command_line
 from tests.runner_helpers import word_dataset
-
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "statics" / "samples" / "support_tickets.csv"
 
 
 def paste(page, box, text: str) -> None:
@@ -129,12 +124,7 @@ def test_lists_are_current_after_a_reload_and_a_new_model(page, module_studio_se
     assert "saved while open" in dropdown_options(page, "#saved-datasets")
 
     # A tuned model made elsewhere (the command line) while the page is open.
-    done = subprocess.run(
-        [sys.executable, "app.py", "tune", "--data", str(SAMPLE), "--name", "Listed model",
-         "--model", str(tiny_model_dir), "--epochs", "1", "--batch-size", "16",
-         "--data-dir", str(server.data_dir)],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    tune_from_the_command_line(server.data_dir, "Listed model", model=tiny_model_dir, epochs=1)
     page.get_by_role("tab", name="Playground").click()
     assert any("listed-model" in option for option in dropdown_options(page, "#playground-model"))
     page.locator("#playground-compare").click()

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "statics" / "samples" / "support_tickets.csv"
-
-
-def tune_from_the_command_line(data_dir: Path, name: str) -> None:
-    """A finished tuned model in the studio's library: the real bundled model, 20 steps (its
-    answers stream at a pace a person can watch, and already take the task's format)."""
-    done = subprocess.run(
-        [sys.executable, "app.py", "tune", "--data", str(SAMPLE), "--name", name,
-         "--epochs", "2", "--batch-size", "16", "--data-dir", str(data_dir)],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+from tests.browser.helpers import tune_from_the_command_line
 
 
 @pytest.fixture(scope="module")

@@ -6,32 +6,12 @@ import re
 
 from playwright.sync_api import expect
 
+from tests.browser.helpers import fill_new_model, save_sample_dataset
+
 POINTS_ON_CHART = """() => {
     const plot = document.querySelector('#job-chart .js-plotly-plot');
     return plot && plot.data && plot.data.length ? plot.data[0].x.length : 0;
 }"""
-
-
-def save_sample_dataset(page, name: str):
-    page.get_by_role("button", name="Load the sample dataset").click()
-    expect(page.locator("#report")).to_contain_text("Ready: 150 examples")
-    page.locator("#dataset-name textarea, #dataset-name input").first.fill(name)
-    page.locator("#save").click()
-    expect(page.locator("#save-message")).to_contain_text(f"Saved {name} version 1")
-
-
-def fill_new_model(page, name: str, base_model: str, dataset: str, epochs: int):
-    page.get_by_role("tab", name="New tuned model").click()
-    page.locator("#new-name textarea, #new-name input").first.fill(name)
-    base = page.locator("#new-base-model input")
-    base.fill(base_model)
-    base.press("Enter")
-    page.locator("#new-dataset input").click()
-    page.get_by_role("option", name=dataset, exact=True).click()
-    expect(page.locator("#new-version input")).to_have_value(re.compile("version 1"))
-    epochs_box = page.locator("#new-epochs input")
-    epochs_box.fill(str(epochs))
-    page.locator("#new-batch-size input").fill("8")
 
 
 def test_tune_watch_the_curve_and_see_it_ready_then_cancel_another(page, browser, studio_server,
