@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Sequence
 from training.core.dataset import Dataset, Example, PromptTemplate, chat_messages
 from training.core.errors import DatasetError
 from training.core.limits import DEFAULT_LIMITS, DatasetLimits
+from training.core.messages import say
 from training.core.template import render_example, token_counts
 from training.data.report import Problem, Report
+from training.data.spreadsheet import count_text
 
 if TYPE_CHECKING:
     from training.data.formats import ImportResult
@@ -102,8 +104,21 @@ class _Place:
         return cls(index, int(match.group(1)), unit, source)
 
     @property
+    def said(self) -> str:
+        """``row 7`` in the reader's language (a source of another kind as it is)."""
+        if self.unit in UNITS:
+            return say(f"place.{self.unit}", n=self.number)
+        return self.name
+
+    @property
     def title(self) -> str:
-        return self.name[:1].upper() + self.name[1:]
+        said = self.said
+        return said[:1].upper() + said[1:]
+
+    @property
+    def remove(self) -> str:
+        """``remove the row``, in the reader's language."""
+        return say(f"remove.{self.unit if self.unit in UNITS else 'example'}")
 
 
 def _template_problems(template: PromptTemplate) -> list[Problem]:
@@ -115,22 +130,19 @@ def _template_problems(template: PromptTemplate) -> list[Problem]:
 
 
 def _count_problems(count: int, limits: DatasetLimits) -> list[Problem]:
-    have = f"The dataset has {count:,} example{'' if count == 1 else 's'}"
+    have = count_text(count, "example")
     if count < limits.min_examples:
-        missing = limits.min_examples - count
-        return [Problem("error", "too_few_examples",
-                        f"{have}; tuning needs at least {limits.min_examples:,}. "
-                        f"Add {missing:,} more.")]
+        return [Problem("error", "too_few_examples", say(
+            "validation.too_few", have=have, least=limits.min_examples,
+            missing=limits.min_examples - count))]
     if count > limits.max_examples:
-        extra = count - limits.max_examples
-        return [Problem("error", "too_many_examples",
-                        f"{have}; the limit is {limits.max_examples:,}. "
-                        f"Remove {extra:,} or split the dataset.")]
+        return [Problem("error", "too_many_examples", say(
+            "validation.too_many", have=have, limit=limits.max_examples,
+            extra=count - limits.max_examples))]
     if count < limits.recommended_examples:
         upper = max(RECOMMENDED_UPPER_EXAMPLES, limits.recommended_examples)
-        return [Problem("info", "few_examples",
-                        f"{have}; {limits.recommended_examples:,}-{upper:,} are recommended "
-                        "for good results. Add more if you can.")]
+        return [Problem("info", "few_examples", say(
+            "validation.few", have=have, low=limits.recommended_examples, high=upper))]
     return []
 
 
@@ -161,16 +173,16 @@ def _content_problems(template: PromptTemplate, values: tuple[str, ...], output:
     if not output.strip():
         problems.append(Problem(
             "error", "empty_output",
-            f"{place.title}: output is empty; write the answer the model should give "
-            f"or remove the {place.unit}.", place.number, "output"))
+            say("validation.empty_output", place=place.title, remove=place.remove),
+            place.number, "output"))
     input_chars = sum(len(v) for v in values)
     if input_chars > limits.max_input_chars:
         problems.append(_input_too_long(template, values, input_chars, place, limits))
     if len(output) > limits.max_output_chars:
         problems.append(Problem(
             "error", "output_too_long",
-            f"{place.title}: output is {len(output):,} characters; the limit is "
-            f"{limits.max_output_chars:,}. Shorten it.", place.number, "output"))
+            say("validation.output_too_long", place=place.title, chars=len(output),
+                limit=limits.max_output_chars), place.number, "output"))
     return problems
 
 
@@ -183,32 +195,25 @@ def _has_input(template: PromptTemplate, example: Example, values: tuple[str, ..
 def _empty_input(template: PromptTemplate, place: _Place) -> Problem:
     keys = template.input_keys
     if template.kind == "chat":
-        text = f"there is no user message; write one in user or remove the {place.unit}."
-        field = "user"
+        kind, field = "chat", "user"
     elif len(keys) == 1:
-        text = f"{keys[0]} is empty; fill it in or remove the {place.unit}."
-        field = keys[0]
+        kind, field = "one", keys[0]
     else:
-        text = (f"all input fields ({', '.join(keys)}) are empty; fill in at least one "
-                f"or remove the {place.unit}.")
-        field = keys[0] if keys else None
-    return Problem("error", "empty_input", f"{place.title}: {text}", place.number, field)
+        kind, field = "all", keys[0] if keys else None
+    text = say(f"validation.empty_input_{kind}", place=place.title, remove=place.remove,
+               field=field, fields=", ".join(keys))
+    return Problem("error", "empty_input", text, place.number, field)
 
 
 def _input_too_long(template: PromptTemplate, values: tuple[str, ...], chars: int,
                     place: _Place, limits: DatasetLimits) -> Problem:
     keys = template.input_keys
     longest = keys[max(range(len(values)), key=lambda i: len(values[i]))]
-    if template.kind == "chat":
-        subject, verb, pronoun = "system, history and user together", "are", "them"
-    elif len(keys) == 1:
-        subject, verb, pronoun = keys[0], "is", "it"
-    else:
-        subject, verb, pronoun = "the input fields together", "are", "them"
+    kind = "chat" if template.kind == "chat" else "one" if len(keys) == 1 else "all"
     return Problem(
         "error", "input_too_long",
-        f"{place.title}: {subject} {verb} {chars:,} characters; the limit is "
-        f"{limits.max_input_chars:,}. Shorten {pronoun}.", place.number, longest)
+        say(f"validation.input_too_long_{kind}", place=place.title, field=keys[0], chars=chars,
+            limit=limits.max_input_chars), place.number, longest)
 
 
 def _repeat_problems(values: tuple[str, ...], output: str, place: _Place,
@@ -218,13 +223,13 @@ def _repeat_problems(values: tuple[str, ...], output: str, place: _Place,
     earlier = first_by_row.setdefault(inputs + (answer,), place)
     if earlier is not place:
         return [Problem("warning", "duplicate",
-                        f"{place.title} repeats {earlier.name}; remove one of them.",
+                        say("validation.duplicate", place=place.title, earlier=earlier.said),
                         place.number)]
     first_answer, first_place = first_by_input.setdefault(inputs, (answer, place))
     if first_answer != answer:
         return [Problem("warning", "conflicting_outputs",
-                        f"{place.title} has the same input as {first_place.name} but a different "
-                        "output; keep the one the model should learn.", place.number, "output")]
+                        say("validation.conflicting", place=place.title, first=first_place.said),
+                        place.number, "output")]
     return []
 
 
@@ -266,21 +271,14 @@ def _truncation_problems(counts: list[tuple[int, int]], places: list[_Place],
     max_in, max_out = limits.max_input_tokens, limits.max_output_tokens
     for (input_tokens, output_tokens), place in zip(counts, places):
         over_in, over_out = input_tokens > max_in, output_tokens > max_out
-        if over_in and over_out:
-            text = (f"the prompt is {input_tokens:,} tokens and output is {output_tokens:,} "
-                    f"tokens; only the prompt's last {max_in:,} and the output's first "
-                    f"{max_out:,} will be kept in training. Shorten them or raise the limits.")
-        elif over_in:
-            text = (f"the prompt is {input_tokens:,} tokens; only its last {max_in:,} will be kept "
-                    "in training (the start is cut off). Shorten the input or raise the limit.")
-        elif over_out:
-            text = (f"output is {output_tokens:,} tokens; tokens after {max_out:,} will be cut "
-                    "off in training. Shorten it or raise the limit.")
-        else:
+        if not over_in and not over_out:
             continue
+        which = "both" if over_in and over_out else "input" if over_in else "output"
+        text = say(f"validation.truncate_{which}", place=place.title, input=input_tokens,
+                   output=output_tokens, max_in=max_in, max_out=max_out)
         field = "output" if over_out else None
-        problems.append((place.index, Problem("warning", "will_truncate",
-                                              f"{place.title}: {text}", place.number, field)))
+        problems.append((place.index, Problem("warning", "will_truncate", text, place.number,
+                                              field)))
     return problems
 
 
@@ -295,19 +293,19 @@ def _bounded(problems: list[Problem], limits: DatasetLimits, unit: str) -> list[
         else:
             hidden[problem.code] += 1
     severities = {p.code: p.severity for p in problems}
+    unit = unit if unit in UNITS else "example"
     for code, count in hidden.items():
-        text = f"...and {count:,} more {unit}s {_summary_phrase(code, limits, unit)}."
+        phrase = say(f"validation.more.{code}" if code in SUMMARISED else "validation.more.other",
+                     unit=say(f"unit.{unit}"), max_in=limits.max_input_chars,
+                     max_out=limits.max_output_chars)
+        text = say(f"validation.more_{unit}", count=count, phrase=phrase)
         listed.append(Problem(severities[code], code, text))
     return listed
 
 
-def _summary_phrase(code: str, limits: DatasetLimits, unit: str) -> str:
-    return {
-        "empty_input": "with an empty input",
-        "empty_output": "with an empty output",
-        "input_too_long": f"with an input over {limits.max_input_chars:,} characters",
-        "output_too_long": f"with an output over {limits.max_output_chars:,} characters",
-        "duplicate": f"that repeat an earlier {unit}",
-        "conflicting_outputs": f"with the same input as an earlier {unit} but a different output",
-        "will_truncate": "that will be truncated in training",
-    }.get(code, "with this problem")
+UNITS = ("row", "line", "item", "example")
+"""Where an example comes from, as the messages can say it."""
+
+SUMMARISED = ("empty_input", "empty_output", "input_too_long", "output_too_long", "duplicate",
+              "conflicting_outputs", "will_truncate")
+"""Problem codes with their own phrase in a '...and 12 more rows ...' summary."""
