@@ -67,7 +67,7 @@ def test_ctrl_c_cancels_the_job_cleanly_and_exits_130(tmp_path, tiny_model_dir):
                      "--batch-size", "1"], tmp_path / "tune.log")  # 40,000 steps: never done first
     poll(lambda: query(db, "SELECT 1 FROM jobs WHERE completed_steps >= 2"), 60, process)
     process.send_signal(signal.SIGINT)
-    assert process.wait(30) == 130
+    assert process.wait(90) == 130  # a busy machine may take a while to stop the step
     state, partial, epoch = query(db, "SELECT state, partial, checkpoint_epoch FROM jobs")[0]
     assert state == "cancelled"
     assert partial == (epoch is not None)  # a checkpoint written before Ctrl-C is kept, labelled
