@@ -126,7 +126,8 @@ def dataset_rows(ctx: StudioContext) -> list[list]:
 def job_details(ctx: StudioContext, job) -> str:
     version = ctx.store.dataset_version_info(job.dataset_version_id)
     config = job.config.to_dict()
-    settings = "\n".join(f"| {k} | {html.escape(json.dumps(v))} |" for k, v in config.items())
+    settings = "\n".join(f"| {say(f'setting.{k}')} | {html.escape(json.dumps(v))} |"
+                         for k, v in config.items())
     snapshots = ctx.store.job_snapshots(job.id)
     epochs = "\n".join(f"| {s.epoch} | {s.step} | {s.mean_loss:.4f} | {s.compute_time_s:.1f} s |"
                        for s in snapshots)

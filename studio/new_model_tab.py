@@ -84,7 +84,7 @@ def config_from_values(values: Mapping[str, Any]) -> TuningConfig:
     problems += config.problems()
     if problems:
         raise ConfigError(problems[0] if len(problems) == 1 else
-                          "Some settings need changing:\n- " + "\n- ".join(problems))
+                          say("config.several") + "\n- " + "\n- ".join(problems))
     return config
 
 

@@ -10,7 +10,7 @@ import pytest
 from storage.db import Store
 from studio.library_tab import DATASET_COLUMNS, JOB_COLUMNS
 from tests.runner_helpers import word_dataset
-from training.core.config import TuningConfig
+from training.core.config import SETTINGS, TuningConfig
 from training.core.dataset import Dataset, Example, PromptTemplate
 from training.core.messages import CATALOGUE, EN, LANGUAGE, LANGUAGES, language_of, say
 from training.core.states import STATES
@@ -57,6 +57,9 @@ def test_every_key_the_code_says_is_in_the_catalogue():
         "empty_input_chat", "empty_input_one", "empty_input_all", "input_too_long_chat",
         "input_too_long_one", "input_too_long_all", "truncate_both", "truncate_input",
         "truncate_output", "more_row", "more_line", "more_item", "more_example")}
+    used |= {f"setting.{name}" for name in SETTINGS}
+    used |= {f"config.{name}" for name in SETTINGS if SETTINGS[name].kind != "bool"
+             and name not in ("target_modules",)} | {"config.target_modules"}
     used |= {f"validation.more.{code}" for code in (
         "empty_input", "empty_output", "input_too_long", "output_too_long", "duplicate",
         "conflicting_outputs", "will_truncate", "other")}

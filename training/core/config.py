@@ -32,8 +32,8 @@ class Setting:
     """How one TuningConfig field is entered and checked: forms build their widgets from this
     (``SETTINGS``), and ``TuningConfig.problems`` checks against the same bounds."""
 
-    title: str
-    """The setting's name in messages: ``Batch size``."""
+    name: str
+    """The TuningConfig field; its name in messages is the catalogue's ``setting.<name>``."""
     kind: SettingKind
     minimum: float | None = None
     maximum: float | None = None
@@ -41,6 +41,11 @@ class Setting:
     choices: tuple = ()
     """The values offered (``choice``, ``choices``), or suggested (an ``int`` with choices)."""
 
+
+    @property
+    def said_title(self) -> str:
+        """``Batch size``, in the reader's language."""
+        return say(f"setting.{self.name}")
 
     @property
     def allowed(self) -> str:
@@ -62,36 +67,38 @@ class Setting:
         if self.kind == "choice":
             return value or default
         if value is None or (isinstance(value, str) and not value.strip()):
-            raise ConfigError(f"{self.title} is empty: enter {self.allowed}.")
+            raise ConfigError(say("config.empty", title=self.said_title, allowed=self.allowed))
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{self.title} is '{value}': enter {self.allowed}.") from None
+            raise ConfigError(say("config.not_a_number", title=self.said_title, value=value,
+                                  allowed=self.allowed)) from None
         if self.kind == "float":
             return number
         if not number.is_integer():
-            raise ConfigError(f"{self.title} is {number:g}: enter {self.allowed}.")
+            raise ConfigError(say("config.not_whole", title=self.said_title, value=number,
+                                  allowed=self.allowed))
         return int(number)
 
 
 SETTINGS: dict[str, Setting] = {
-    "epochs": Setting("Epochs", "int", 1, 1000),
-    "batch_size": Setting("Batch size", "int", 1, 1024),
-    "learning_rate": Setting("Learning rate", "float", 0, 1, step=0.0001),
-    "learning_rate_multiplier": Setting("Learning-rate multiplier", "float", 0, 100, step=0.1),
-    "lora_rank": Setting("LoRA rank", "int", 1, 1024, choices=ADAPTER_SIZES),
-    "lora_alpha": Setting("LoRA alpha", "float", 0),
-    "lora_dropout": Setting("LoRA dropout", "float", 0, 0.99, step=0.05),
-    "target_modules": Setting("Target modules", "choices", choices=ALL_PROJECTIONS),
-    "max_input_tokens": Setting("Maximum input tokens", "int", 1, MAX_TOKENS),
-    "max_output_tokens": Setting("Maximum output tokens", "int", 1, MAX_TOKENS),
-    "eval_rows": Setting("Evaluation rows", "int", 0, 250),
-    "eval_interval_steps": Setting("Evaluation interval", "int", 1),
-    "early_stopping": Setting("Early stopping", "bool"),
-    "early_stopping_patience": Setting("Early-stopping patience", "int", 1),
-    "select_best_checkpoint": Setting("Best-checkpoint selection", "bool"),
-    "seed": Setting("Seed", "int", 0, MAX_SEED),
-    "precision": Setting("Precision", "choice", choices=PRECISIONS),
+    "epochs": Setting("epochs", "int", 1, 1000),
+    "batch_size": Setting("batch_size", "int", 1, 1024),
+    "learning_rate": Setting("learning_rate", "float", 0, 1, step=0.0001),
+    "learning_rate_multiplier": Setting("learning_rate_multiplier", "float", 0, 100, step=0.1),
+    "lora_rank": Setting("lora_rank", "int", 1, 1024, choices=ADAPTER_SIZES),
+    "lora_alpha": Setting("lora_alpha", "float", 0),
+    "lora_dropout": Setting("lora_dropout", "float", 0, 0.99, step=0.05),
+    "target_modules": Setting("target_modules", "choices", choices=ALL_PROJECTIONS),
+    "max_input_tokens": Setting("max_input_tokens", "int", 1, MAX_TOKENS),
+    "max_output_tokens": Setting("max_output_tokens", "int", 1, MAX_TOKENS),
+    "eval_rows": Setting("eval_rows", "int", 0, 250),
+    "eval_interval_steps": Setting("eval_interval_steps", "int", 1),
+    "early_stopping": Setting("early_stopping", "bool"),
+    "early_stopping_patience": Setting("early_stopping_patience", "int", 1),
+    "select_best_checkpoint": Setting("select_best_checkpoint", "bool"),
+    "seed": Setting("seed", "int", 0, MAX_SEED),
+    "precision": Setting("precision", "choice", choices=PRECISIONS),
 }
 """Every TuningConfig field, in the order forms show them."""
 
@@ -160,45 +167,30 @@ class TuningConfig:
         """Every unusable setting, one message each (empty when all is well)."""
         found = []
 
-        def need(condition: bool, message: str) -> None:
+        def need(condition: bool, name: str, **params) -> None:
             if not condition:
-                found.append(message)
+                found.append(say(f"config.{name}", value=getattr(self, name), **params))
 
         s = SETTINGS
-        need(_within(self.epochs, s["epochs"]),
-             f"Epochs is {self.epochs}: use a whole number from 1 to {s['epochs'].maximum}.")
-        need(_within(self.batch_size, s["batch_size"]),
-             f"Batch size is {self.batch_size}: use a whole number from 1 to "
-             f"{s['batch_size'].maximum}.")
-        need(0 < self.learning_rate <= s["learning_rate"].maximum,
-             f"Learning rate is {self.learning_rate:g}: use a number above 0 and at most "
-             f"{s['learning_rate'].maximum} (0.001 is the default; smaller for small datasets).")
+        need(_within(self.epochs, s["epochs"]), "epochs", high=_number(s["epochs"].maximum))
+        need(_within(self.batch_size, s["batch_size"]), "batch_size",
+             high=_number(s["batch_size"].maximum))
+        need(0 < self.learning_rate <= s["learning_rate"].maximum, "learning_rate",
+             high=_number(s["learning_rate"].maximum))
         need(0 < self.learning_rate_multiplier <= s["learning_rate_multiplier"].maximum,
-             f"Learning-rate multiplier is {self.learning_rate_multiplier:g}: use a number above 0 "
-             f"and at most {s['learning_rate_multiplier'].maximum} (1.0 keeps the learning rate "
-             "as set).")
-        need(_within(self.lora_rank, s["lora_rank"]),
-             f"LoRA rank is {self.lora_rank}: use a whole number from 1 to "
-             f"{s['lora_rank'].maximum} (adapter sizes 1, 4, 8 and 16 are the usual choices).")
-        need(self.lora_alpha > 0, f"LoRA alpha is {self.lora_alpha:g}: use a number above 0.")
-        need(0 <= self.lora_dropout < 1,
-             f"LoRA dropout is {self.lora_dropout:g}: use a number from 0 up to (not including) 1.")
-        need(bool(self.target_modules),
-             "Target modules is empty: name at least one layer, e.g. q_proj, v_proj.")
-        need(1 <= self.max_input_tokens <= MAX_TOKENS,
-             f"Maximum input tokens is {self.max_input_tokens}: use 1 to {MAX_TOKENS:,}.")
-        need(1 <= self.max_output_tokens <= MAX_TOKENS,
-             f"Maximum output tokens is {self.max_output_tokens}: use 1 to {MAX_TOKENS:,}.")
-        need(self.eval_rows == 0 or 10 <= self.eval_rows <= 250,
-             f"Evaluation rows is {self.eval_rows}: use 0 (no evaluation) or 10 to 250.")
-        need(self.eval_interval_steps >= 1,
-             f"Evaluation interval is {self.eval_interval_steps}: use at least 1 step.")
-        need(self.early_stopping_patience >= 1,
-             f"Early-stopping patience is {self.early_stopping_patience}: use at least 1.")
-        need(self.precision in PRECISIONS,
-             f"Precision '{self.precision}' is unknown: use auto, bf16 or fp32.")
-        need(0 <= self.seed <= MAX_SEED,
-             f"Seed is {self.seed}: use a whole number from 0 to {MAX_SEED}.")
+             "learning_rate_multiplier", high=_number(s["learning_rate_multiplier"].maximum))
+        need(_within(self.lora_rank, s["lora_rank"]), "lora_rank",
+             high=_number(s["lora_rank"].maximum))
+        need(self.lora_alpha > 0, "lora_alpha")
+        need(0 <= self.lora_dropout < 1, "lora_dropout")
+        need(bool(self.target_modules), "target_modules")
+        need(1 <= self.max_input_tokens <= MAX_TOKENS, "max_input_tokens", high=MAX_TOKENS)
+        need(1 <= self.max_output_tokens <= MAX_TOKENS, "max_output_tokens", high=MAX_TOKENS)
+        need(self.eval_rows == 0 or 10 <= self.eval_rows <= 250, "eval_rows")
+        need(self.eval_interval_steps >= 1, "eval_interval_steps")
+        need(self.early_stopping_patience >= 1, "early_stopping_patience")
+        need(self.precision in PRECISIONS, "precision")
+        need(0 <= self.seed <= MAX_SEED, "seed", high=MAX_SEED)
         return found
 
     def check(self, has_eval_set: bool | None = None) -> None:
@@ -206,11 +198,10 @@ class TuningConfig:
         know whether an evaluation set exists (early stopping, best-checkpoint selection)."""
         found = self.problems()
         if has_eval_set is False and (self.early_stopping or self.select_best_checkpoint):
-            found.append("Early stopping and best-checkpoint selection need an evaluation set: "
-                         "set evaluation rows (10-250) or choose an evaluation dataset.")
+            found.append(say("config.needs_eval_set"))
         if found:
             raise ConfigError(" ".join(found) if len(found) == 1 else
-                              "Some settings need changing:\n- " + "\n- ".join(found))
+                              say("config.several") + "\n- " + "\n- ".join(found))
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -28,6 +28,7 @@ from typing import Callable, Mapping, Sequence
 from training.core.atomic import write_file_atomic
 from training.core.config import ConfigError
 from training.core.layout import GENERATION_FILE
+from training.core.messages import say
 
 MAX_OUTPUT_TOKENS = 8_192
 MAX_TEMPERATURE = 2.0
@@ -97,7 +98,7 @@ class GenerationParams:
         found = self.problems()
         if found:
             raise ConfigError(found[0] if len(found) == 1 else
-                              "Some settings need changing:\n- " + "\n- ".join(found))
+                              say("config.several") + "\n- " + "\n- ".join(found))
         return replace(self, temperature=float(self.temperature), top_p=float(self.top_p),
                        top_k=int(self.top_k), max_output_tokens=int(self.max_output_tokens),
                        stop_sequences=tuple(self.stop_sequences),
