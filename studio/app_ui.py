@@ -135,12 +135,12 @@ def _wire_across_tabs(ctx, tabs, form, library, playground):
     @user_errors
     def on_tune_again(job_id):
         if not job_id:
-            raise gr.Error("Choose a tuned model in the table first.")
+            raise gr.Error(say("ui.choose_job"))
         job = ctx.store.get_job(job_id)
         version = ctx.store.get_dataset_version(job.dataset_version_id)
         eval_name = (ctx.store.get_dataset_version(job.eval_dataset_version_id).name
                      if job.eval_dataset_version_id else None)
-        gr.Info("The form holds that model's settings: change what you like, then Tune.")
+        gr.Info(say("ui.form_filled"))
         datasets = new_model_tab.dataset_choices(ctx)
         request = dict(
             display_name=f"{job.display_name} again"[:40], description=job.description,
@@ -156,7 +156,7 @@ def _wire_across_tabs(ctx, tabs, form, library, playground):
     @user_errors
     def on_open_playground(job_id):
         if not job_id:
-            raise gr.Error("Choose a tuned model in the table first.")
+            raise gr.Error(say("ui.choose_job"))
         resolve_target(ctx.store, ctx.data_dir, job_id)  # says why when it has no model yet
         return gr.Tabs(selected="playground"), playground_tab.refresh_models(ctx, select=job_id)
 

@@ -71,7 +71,7 @@ def wire(ctx: StudioContext, w: Widgets) -> None:
     @user_errors
     def on_upload(path, model):
         if not path:
-            raise gr.Error("Choose a file to upload.")
+            raise gr.Error(say("ui.choose_file"))
         data = Path(path).read_bytes()
         filename = Path(path).name
         result = formats.read_bytes(data, filename, ctx.limits)
@@ -89,7 +89,7 @@ def wire(ctx: StudioContext, w: Widgets) -> None:
     @user_errors
     def on_sheet(sheet_name, source: Source, model):
         if not source.raw or not sheet_name or (source.table and source.table.sheet == sheet_name):
-            raise gr.Error("Upload an XLSX file first, then choose one of its sheets.")
+            raise gr.Error(say("ui.choose_sheet"))
         result = formats.read_bytes(source.raw, source.filename, ctx.limits, sheet=sheet_name)
         new_source = Source(result.summary, result.format, source.upload_id, result.table,
                             tuple(result.problems), source.raw, source.filename)
@@ -98,16 +98,16 @@ def wire(ctx: StudioContext, w: Widgets) -> None:
     @user_errors
     def on_mapping(input_columns, output_column, source: Source, model, name):
         if source.table is None:
-            raise gr.Error("Import a spreadsheet first: column mapping applies to CSV, TSV and XLSX files.")
+            raise gr.Error(say("ui.mapping_needs_table"))
         if not input_columns or not output_column:
-            raise gr.Error("Choose at least one input column and one output column.")
+            raise gr.Error(say("ui.choose_columns"))
         dataset = formats.map_columns(source.table, input_columns, output_column)
         return load(dataset, source, model, name, output_column)
 
     @user_errors
     def on_open(dataset_name, version_number, model):
         if not dataset_name:
-            raise gr.Error("Choose a saved dataset to open.")
+            raise gr.Error(say("ui.choose_saved"))
         stored = ctx.store.get_version(dataset_name, int(version_number) or None)
         label = f"{stored.name} version {stored.version}, {stored.example_count} examples"
         return load(stored.dataset, Source(label, stored.format, stored.upload_id), model, stored.name)
@@ -207,7 +207,7 @@ def wire(ctx: StudioContext, w: Widgets) -> None:
         width = len(template.columns)
         new_rows = current + [r + [""] * (width - len(r)) for r in added]
         report, preview = show(template, new_rows, len(current), model, source)
-        gr.Info(f"Appended {len(added)} row(s).")
+        gr.Info(say("ui.appended", count=len(added)))
         return (view.grid(new_rows, template.columns), len(current),
                 len(current) + 1, report, preview)
 
@@ -229,7 +229,7 @@ def wire(ctx: StudioContext, w: Widgets) -> None:
                                         rows)
         dataset = view.dataset_from_grid(template, rows)
         if not dataset.examples:
-            raise gr.Error("There are no examples to save: add rows or import a file first.")
+            raise gr.Error(say("ui.nothing_to_save"))
         report = validate(dataset, ctx.limits, tokenizer=ctx.tokenizer(model))
         stored, saved = ctx.store.save_dataset_if_changed(
             dataset_name or "", dataset, format=source.format, upload_id=source.upload_id)
@@ -250,7 +250,7 @@ def wire(ctx: StudioContext, w: Widgets) -> None:
                                         rows)
         dataset = view.dataset_from_grid(template, rows)
         if not dataset.examples:
-            raise gr.Error("There are no examples to export.")
+            raise gr.Error(say("ui.nothing_to_export"))
         return str(export.export_file(dataset, fmt, exports_dir(ctx.data_dir),
                                       dataset_name or "dataset"))
 

@@ -82,8 +82,7 @@ def _shown(handler, error: Exception):
     else:  # the boundary: log the traceback, show a safe message
         log.error("handler %s failed", handler.__name__, exc_info=error)
         gr.Warning(
-            f"Something went wrong ({type(error).__name__}). Nothing you made was lost; "
-            "the details are in the studio's log.",
+            say("ui.went_wrong", error=type(error).__name__),
             title=say("new.cannot"),
         )
     return gr.skip()

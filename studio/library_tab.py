@@ -241,7 +241,7 @@ def build(ctx: StudioContext) -> Library:
         @user_errors
         def handler(job_id, seen_before):
             if not job_id:
-                raise gr.Error("Choose a tuned model in the table first.")
+                raise gr.Error(say("ui.choose_job"))
             next_id = fn(job_id)
             next_id = job_id if next_id is None else next_id or None
             return (next_id, *job_page(ctx, next_id, {}, force=True))
@@ -255,7 +255,7 @@ def build(ctx: StudioContext) -> Library:
 
     def do_delete(job_id):
         ctx.runner.delete(job_id)
-        gr.Info(f"Deleted {job_id}.")
+        gr.Info(say("ui.deleted", id=job_id))
         return ""
 
     for button, fn in ((cancel, do_cancel), (resume, do_resume), (confirm_delete, do_delete)):
@@ -264,7 +264,7 @@ def build(ctx: StudioContext) -> Library:
     @user_errors
     def on_delete(job_id):
         if not job_id:
-            raise gr.Error("Choose a tuned model in the table first.")
+            raise gr.Error(say("ui.choose_job"))
         job = ctx.store.get_job(job_id)
         return gr.Group(visible=True), say("library.delete_question",
                                            name=html.escape(job.display_name), id=job.id)
@@ -276,7 +276,7 @@ def build(ctx: StudioContext) -> Library:
         @user_errors
         def handler(job_id):
             if not job_id:
-                raise gr.Error("Choose a tuned model in the table first.")
+                raise gr.Error(say("ui.choose_job"))
             return gr.File(value=str(export(ctx.store, ctx.data_dir, job_id)), visible=True)
         return handler
 

@@ -235,5 +235,5 @@ def describe_estimate(estimate) -> str:
 
 def dataset_version(ctx: StudioContext, name, version_number):
     if not name:
-        raise DatasetError("Choose a saved dataset first (save one in the Datasets tab).")
+        raise DatasetError(say("ui.choose_dataset_first"))
     return ctx.store.get_version(name, int(version_number) if version_number else None)

@@ -16,6 +16,7 @@ from training.core.generation import (
     GenerationParams, parse_stop_sequences, save_generation_defaults,
 )
 from training.core.layout import exports_dir, tuned_dir
+from training.core.messages import say
 from training.data.validation import validate_file
 from training.inference import batch_test
 from training.inference import engine as inference
@@ -52,7 +53,7 @@ def refresh_models(ctx: StudioContext, select: str | None = None):
 
 def _target(ctx: StudioContext, name, checkpoint):
     if not name:
-        raise gr.Error("Choose a model first.")
+        raise gr.Error(say("ui.choose_model"))
     chosen = None if checkpoint in (None, "", FINAL) else checkpoint
     return inference.resolve_target(ctx.store, ctx.data_dir, name, chosen)
 
@@ -230,9 +231,9 @@ def build(ctx: StudioContext) -> Playground:
     def on_save_defaults(name, *params_values):
         target = _target(ctx, name, None)
         if not target.is_tuned:
-            raise gr.Error("Defaults are stored per tuned model: choose a tuned model.")
+            raise gr.Error(say("ui.defaults_per_model"))
         save_generation_defaults(tuned_dir(ctx.data_dir, name), _params(*params_values))
-        gr.Info(f"Saved as {name}'s generation defaults.")
+        gr.Info(say("ui.defaults_saved", name=name))
 
     save_defaults.click(on_save_defaults, [model, *params_in], None)
 
@@ -241,7 +242,7 @@ def build(ctx: StudioContext) -> Playground:
             return validate_file(upload, ctx.limits)[1]
         if dataset_name:
             return ctx.store.get_version(dataset_name).dataset
-        raise gr.Error("Choose a saved dataset or upload a file to test the model on.")
+        raise gr.Error(say("ui.choose_batch_source"))
 
     @user_errors
     def on_batch_source(dataset_name, upload):
