@@ -96,9 +96,8 @@ def read_file(
         with open(path, "rb") as stream:
             data = stream.read(limits.max_file_bytes + 1)
     except OSError as exc:
-        raise UnreadableFileError(
-            f"'{name}' cannot be opened ({exc.strerror or exc}); check the file and try again."
-        ) from exc
+        raise UnreadableFileError(say("file.cannot_open", name=name,
+                                      error=str(exc.strerror or exc))) from exc
     return read_bytes(data, name, limits, sheet)
 
 
@@ -111,15 +110,9 @@ def read_bytes(
     extension = Path(name).suffix.lower()
     _check_size(len(data), name, limits)
     if extension == ".xls":
-        raise UnreadableFileError(
-            f"'{name}' is an old Excel .xls workbook; open it in your spreadsheet program and "
-            "save it as .xlsx."
-        )
+        raise UnreadableFileError(say("file.xls", name=name))
     if extension not in EXTENSIONS:
-        raise UnreadableFileError(
-            f"'{name}' is not a file type the studio imports; use CSV, TSV, XLSX, JSON, JSONL "
-            "or TXT."
-        )
+        raise UnreadableFileError(say("file.unknown_type", name=name))
     if extension in (".xlsx", ".xlsm") or (extension in (".txt", "") and data[:4] == b"PK\x03\x04"):
         table, problems = read_xlsx(data, name, limits, sheet)
         return ImportResult("xlsx", FORMAT_LABELS["xlsx"], None, table, tuple(problems))
@@ -180,11 +173,8 @@ def pasted_rows(text: str, columns: Sequence[str], limits: DatasetLimits = DEFAU
 
 def _check_size(n_bytes: int, name: str, limits: DatasetLimits) -> None:
     if n_bytes > limits.max_file_bytes:
-        raise UnreadableFileError(
-            f"'{name}' is {size_text(n_bytes)}, over the limit of "
-            f"{size_text(limits.max_file_bytes)} (max_file_bytes); split it into smaller files "
-            "and import them one at a time."
-        )
+        raise UnreadableFileError(say("file.too_big", name=name, size=size_text(n_bytes),
+                                      limit=size_text(limits.max_file_bytes)))
 
 
 # ---- text decoding ------------------------------------------------------------------------

@@ -107,40 +107,31 @@ def build_table(
         if not raw:
             continue
         if len(raw) > MAX_COLUMNS:
-            where = "the header row" if header is None else f"row {len(rows) + 1}"
-            raise UnreadableFileError(
-                f"'{name}' has {len(raw):,} cells in {where}; the studio reads at most "
-                f"{MAX_COLUMNS:,} columns. Remove the unused columns and import it again."
-            )
+            where = say("file.header_row") if header is None else say("place.row", n=len(rows) + 1)
+            raise UnreadableFileError(say("file.too_many_cells", name=name, cells=len(raw),
+                                          where=where, most=MAX_COLUMNS))
         if header is None:
             header = raw
             continue
         rows.append(raw)
         if len(rows) > cap:
-            raise UnreadableFileError(
-                f"'{name}' has more than {cap:,} rows; a dataset holds at most "
-                f"{limits.max_examples:,} examples (max_examples). Split the file and import "
-                "the parts one at a time."
-            )
+            raise UnreadableFileError(say("file.rows_over_cap", name=name, cap=cap,
+                                          most=limits.max_examples))
     if header is None:
-        raise UnreadableFileError(
-            f"'{name}' is empty; add a header row and examples, then import it again."
-        )
+        raise UnreadableFileError(say("file.empty", name=name))
     width = max([len(header)] + [len(r) for r in rows])
     problems = []
     if width > len(header):
         first = next(i for i, r in enumerate(rows, start=1) if len(r) > len(header))
         problems.append(Problem(
             "warning", "extra_cells",
-            f"Row {first}: has more cells than the header row, so the table gets extra columns "
-            f"from 'column {len(header) + 1}' on; name them in the header or remove the cells.",
+            say("file.extra_cells", row=first, column=len(header) + 1),
             row=first,
         ))
     if len(rows) > limits.max_examples:
         problems.append(Problem(
             "error", "too_many_rows",
-            f"The file has {len(rows):,} rows; a dataset holds at most {limits.max_examples:,} "
-            "examples (max_examples). Remove rows or split the file.",
+            say("file.too_many_rows", rows=len(rows), most=limits.max_examples),
         ))
     padded = tuple(tuple(r) + ("",) * (width - len(r)) for r in rows)
     return Table(_column_names(header, width), padded, sheet, sheet_names), problems
@@ -207,8 +198,7 @@ def read_delimited(
     if table.rows and text.count('"') % 2 and any("\n" in c for c in table.rows[-1]):
         problems.append(Problem(
             "warning", "unmatched_quote",
-            f"Row {len(table.rows)}: a cell opens a double quote (\") that is never closed, so "
-            "the rest of the file was read into that cell; close the quote or remove it.",
+            say("file.unmatched_quote", row=len(table.rows)),
             row=len(table.rows),
         ))
     return table, delimiter, problems
@@ -222,14 +212,10 @@ def _records(reader, name: str, limits: DatasetLimits) -> Iterator[list[str]]:
             yield record
     except csv.Error as exc:
         if "field larger than field limit" in str(exc):
-            raise UnreadableFileError(
-                f"'{name}' has a cell longer than {limits.max_field_chars:,} characters "
-                f"(max_field_chars) in row {count + 1}, counting the header as row 1; shorten "
-                "that cell or remove the row."
-            ) from exc
-        raise UnreadableFileError(
-            f"'{name}' could not be read as CSV (row {count + 1}: {exc}); re-save it as CSV UTF-8."
-        ) from exc
+            raise UnreadableFileError(say("file.cell_too_long", name=name, row=count + 1,
+                                          most=limits.max_field_chars)) from exc
+        raise UnreadableFileError(say("file.bad_csv", name=name, row=count + 1,
+                                      error=str(exc))) from exc
 
 
 # ---- column mapping -----------------------------------------------------------------------
@@ -281,21 +267,17 @@ def map_columns(
     ``output:``. Rows empty in every chosen column are skipped; ``source`` is ``row N``."""
     inputs = list(inputs)
     if not inputs:
-        raise DatasetError("Choose at least one input column.")
+        raise DatasetError(say("map.no_input"))
     if not output:
-        raise DatasetError("Choose the output column.")
+        raise DatasetError(say("map.no_output"))
     for column in [*inputs, output]:
         if column not in table.header:
-            raise DatasetError(
-                f"Column '{column}' is not in the table; choose from {quoted(table.header)}."
-            )
+            raise DatasetError(say("map.unknown", column=column, choices=quoted(table.header)))
     if output in inputs:
-        raise DatasetError(
-            f"Column '{output}' is chosen as both an input and the output; choose it for one only."
-        )
+        raise DatasetError(say("map.both", column=output))
     for column in inputs:
         if inputs.count(column) > 1:
-            raise DatasetError(f"Column '{column}' is chosen twice as an input; choose it once.")
+            raise DatasetError(say("map.twice", column=column))
     labels = labels or {}
     fields: list[InputField] = []
     taken: set[str] = set()
