@@ -184,4 +184,11 @@ EN = {
     "file.xls": "'{name}' is an old Excel .xls workbook; open it in your spreadsheet program and save it as .xlsx.",
     "file.unknown_type": "'{name}' is not a file type the studio imports; use CSV, TSV, XLSX, JSON, JSONL or TXT.",
     "file.too_big": "'{name}' is {size}, over the limit of {limit} (max_file_bytes); split it into smaller files and import them one at a time.",
+    "paste.too_big": "The pasted text is {size}, over the limit of {limit} (max_file_bytes); import it as a file in parts.",
+    "paste.nothing_with_header": "Nothing was pasted; copy the rows from your spreadsheet, header row first, and paste them here.",
+    "paste.nothing": "Nothing was pasted; copy rows from your spreadsheet and paste them here.",
+    "paste.width": "The pasted rows have {cells} cells but the grid has {columns} columns ({names}); copy only those columns, in that order.",
+    "file.bad_utf16": "'{name}' starts like UTF-16 text but is not valid UTF-16; re-save it as UTF-8.",
+    "file.not_utf8": "Line {line}: contains bytes that are not UTF-8; re-save the file as UTF-8.",
+    "file.not_text": "'{name}' is not a text file: it holds binary data or text in an unknown encoding. Save it as CSV UTF-8, TSV, JSON, JSONL or XLSX and import that.",
 }

@@ -175,4 +175,11 @@ FR = {
     "file.xls": "« {name} » est un ancien classeur Excel .xls ; ouvrez-le dans votre tableur et enregistrez-le en .xlsx.",
     "file.unknown_type": "« {name} » n'est pas un type de fichier que le studio importe ; utilisez CSV, TSV, XLSX, JSON, JSONL ou TXT.",
     "file.too_big": "« {name} » fait {size}, au-delà de la limite de {limit} (max_file_bytes) ; scindez-le en fichiers plus petits et importez-les un à un.",
+    "paste.too_big": "Le texte collé fait {size}, au-delà de la limite de {limit} (max_file_bytes) ; importez-le en plusieurs fichiers.",
+    "paste.nothing_with_header": "Rien n'a été collé ; copiez les lignes de votre tableur, ligne d'en-tête comprise, et collez-les ici.",
+    "paste.nothing": "Rien n'a été collé ; copiez des lignes de votre tableur et collez-les ici.",
+    "paste.width": "Les lignes collées ont {cells} cellules mais la grille a {columns} colonnes ({names}) ; copiez seulement ces colonnes, dans cet ordre.",
+    "file.bad_utf16": "« {name} » commence comme un texte UTF-16 mais n'est pas de l'UTF-16 valide ; enregistrez-le à nouveau en UTF-8.",
+    "file.not_utf8": "Ligne {line} : contient des octets qui ne sont pas de l'UTF-8 ; enregistrez le fichier à nouveau en UTF-8.",
+    "file.not_text": "« {name} » n'est pas un fichier texte : il contient des données binaires ou un texte d'encodage inconnu. Enregistrez-le en CSV UTF-8, TSV, JSON, JSONL ou XLSX et importez ce fichier.",
 }

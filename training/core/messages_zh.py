@@ -175,4 +175,11 @@ ZH = {
     "file.xls": "“{name}”是旧版 Excel .xls 工作簿；请在电子表格程序中打开并另存为 .xlsx。",
     "file.unknown_type": "“{name}”不是工作室可导入的文件类型；请使用 CSV、TSV、XLSX、JSON、JSONL 或 TXT。",
     "file.too_big": "“{name}”大小为 {size}，超过 {limit} 的上限（max_file_bytes）；请拆分成较小的文件并逐个导入。",
+    "paste.too_big": "粘贴的文本大小为 {size}，超过 {limit} 的上限（max_file_bytes）；请分成几个文件导入。",
+    "paste.nothing_with_header": "没有粘贴任何内容；请从电子表格中复制这些行（先复制表头行），然后粘贴到这里。",
+    "paste.nothing": "没有粘贴任何内容；请从电子表格中复制行并粘贴到这里。",
+    "paste.width": "粘贴的行有 {cells} 个单元格，但表格有 {columns} 列（{names}）；请只按此顺序复制这些列。",
+    "file.bad_utf16": "“{name}”开头像 UTF-16 文本，但不是有效的 UTF-16；请另存为 UTF-8。",
+    "file.not_utf8": "第 {line} 行：包含不是 UTF-8 的字节；请将文件另存为 UTF-8。",
+    "file.not_text": "“{name}”不是文本文件：它包含二进制数据或未知编码的文本。请另存为 CSV UTF-8、TSV、JSON、JSONL 或 XLSX 后再导入。",
 }

@@ -134,17 +134,12 @@ def read_pasted(text: str, limits: DatasetLimits = DEFAULT_LIMITS) -> ImportResu
     first row being the header."""
     size = len(text.encode("utf-8", "replace"))
     if size > limits.max_file_bytes:
-        raise DatasetError(
-            f"The pasted text is {size_text(size)}, over the limit of "
-            f"{size_text(limits.max_file_bytes)} (max_file_bytes); import it as a file in parts."
-        )
+        raise DatasetError(say("paste.too_big", size=size_text(size),
+                               limit=size_text(limits.max_file_bytes)))
     text = text.replace("\x00", "")
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
-        raise DatasetError(
-            "Nothing was pasted; copy the rows from your spreadsheet, header row first, and "
-            "paste them here."
-        )
+        raise DatasetError(say("paste.nothing_with_header"))
     delimiter = "\t" if "\t" in lines[0] else sniff_delimiter(text)
     table, _, problems = read_delimited(text, "pasted rows", limits, delimiter)
     return ImportResult("pasted", FORMAT_LABELS["pasted"], None, table, tuple(problems))
@@ -155,16 +150,14 @@ def pasted_rows(text: str, columns: Sequence[str], limits: DatasetLimits = DEFAU
     (a first row equal to the grid's column names is dropped)."""
     lines = [line for line in (text or "").splitlines() if line.strip()]
     if not lines:
-        raise DatasetError("Nothing was pasted; copy rows from your spreadsheet and paste them here.")
+        raise DatasetError(say("paste.nothing"))
     delimiter = "\t" if "\t" in lines[0] else sniff_delimiter(text)
     header = delimiter.join(f"column {i}" for i in range(1, len(columns) + 1))
     result = read_pasted(header + "\n" + text, limits)
     table = result.table
     if len(table.header) > len(columns):
-        raise DatasetError(
-            f"The pasted rows have {len(table.header)} cells but the grid has {len(columns)} "
-            f"columns ({', '.join(columns)}); copy only those columns, in that order."
-        )
+        raise DatasetError(say("paste.width", cells=len(table.header), columns=len(columns),
+                               names=", ".join(columns)))
     rows = [list(row) for row in table.rows]
     if rows and [c.strip().lower() for c in rows[0]] == [c.lower() for c in columns]:
         rows = rows[1:]
@@ -188,9 +181,7 @@ def decode_text(data: bytes, name: str) -> tuple[str, list[Problem]]:
         try:
             text = data.decode("utf-16")
         except UnicodeDecodeError as exc:
-            raise UnreadableFileError(
-                f"'{name}' starts like UTF-16 text but is not valid UTF-16; re-save it as UTF-8."
-            ) from exc
+            raise UnreadableFileError(say("file.bad_utf16", name=name)) from exc
     else:
         data = data[3:] if data.startswith(codecs.BOM_UTF8) else data
         if b"\x00" in data:
@@ -206,8 +197,7 @@ def decode_text(data: bytes, name: str) -> tuple[str, list[Problem]]:
                     lines.append(raw.decode("utf-8", "replace"))
                     problems.append(Problem(
                         "error", "not_utf8",
-                        f"Line {number}: contains bytes that are not UTF-8; re-save the file "
-                        "as UTF-8.",
+                        say("file.not_utf8", line=number),
                         row=number,
                     ))
             text = "\n".join(lines)
@@ -217,7 +207,4 @@ def decode_text(data: bytes, name: str) -> tuple[str, list[Problem]]:
 
 
 def _not_text(name: str) -> UnreadableFileError:
-    return UnreadableFileError(
-        f"'{name}' is not a text file: it holds binary data or text in an unknown encoding. "
-        "Save it as CSV UTF-8, TSV, JSON, JSONL or XLSX and import that."
-    )
+    return UnreadableFileError(say("file.not_text", name=name))
