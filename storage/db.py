@@ -318,7 +318,7 @@ class Store:
         with self.transaction() as db:
             return progress.append_log(db, job_id, line)
 
-    def log(self, job_id: str, key: str, **params) -> int:
+    def log(self, job_id: str, key: str, /, **params) -> int:
         """The message ``key`` (``training.core.messages``) as a log line: its English text is
         stored with the key and values, so each reader sees it in their language."""
         with self.transaction() as db:

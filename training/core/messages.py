@@ -42,13 +42,13 @@ def language_of(request) -> str:
     return "en"
 
 
-def say(key: str, **params) -> str:
+def say(key: str, /, **params) -> str:
     """The message ``key`` in the current page's language, with ``params`` filled in."""
     return CATALOGUE[LANGUAGE.get()][key].format(**params)
 
 CATALOGUE = {"en": EN, "zh-CN": ZH, "fr": FR}
 
 
-def english(key: str, **params) -> str:
+def english(key: str, /, **params) -> str:
     """The message in English whatever the current language (logs kept for every reader)."""
     return EN[key].format(**params)

@@ -18,6 +18,7 @@ from training.core.dataset import (
 )
 from training.core.errors import UnreadableFileError
 from training.core.limits import DatasetLimits
+from training.core.messages import say
 from training.data.report import Problem
 from training.data.spreadsheet import ROW_CAP_FACTOR, count_text, field_key
 
@@ -80,17 +81,17 @@ class _Rows:
         return self.kind.lower()
 
     def add(self, severity, number: int, code: str, text: str, key: str | None = None) -> None:
-        self.problems.append(Problem(severity, code, f"{self.kind} {number}: {text}", number, key))
+        place = say(f"place.{self.unit}", n=number)
+        self.problems.append(Problem(severity, code, f"{place[:1].upper()}{place[1:]}: {text}",
+                                     number, key))
 
     def text(self, number: int, key: str, value, what: str) -> str | None:
         """A JSON value as text (numbers converted); None, with an error, for lists/objects."""
         if isinstance(value, str):
             if len(value) > self.limits.max_field_chars:
-                raise UnreadableFileError(
-                    f"'{self.name}' has a text longer than {self.limits.max_field_chars:,} "
-                    f"characters (max_field_chars) in {self.unit} {number}; shorten it or "
-                    f"remove the {self.unit}."
-                )
+                raise UnreadableFileError(say(
+                    "json.text_too_long", name=self.name, most=self.limits.max_field_chars,
+                    place=say(f"place.{self.unit}", n=number), remove=say(f"remove.{self.unit}")))
             return _valid_unicode(value)
         if value is None:
             return ""
@@ -99,7 +100,7 @@ class _Rows:
         if isinstance(value, (int, float)):
             return cell_text(value)
         self.add("error", number, "not_text",
-                 f"{what} is {_json_kind(value)}, not text; put the text itself there.", key)
+                 say("json.not_text", what=what, kind=_json_kind(value)), key)
         return None
 
 
@@ -115,15 +116,18 @@ def _valid_unicode(text: str) -> str:
 
 
 def _json_kind(value) -> str:
+    """``an object``, ``a list``...: what a JSON value is, in the reader's language."""
     if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "true or false"
-    return "null" if value is None else "a number"
+        kind = "object"
+    elif isinstance(value, list):
+        kind = "list"
+    elif isinstance(value, str):
+        kind = "string"
+    elif isinstance(value, bool):
+        kind = "bool"
+    else:
+        kind = "null" if value is None else "number"
+    return say(f"json.kind.{kind}")
 
 
 def read_json(
@@ -135,32 +139,28 @@ def read_json(
     the document is not valid JSON but starts with '{'."""
     stripped = text.lstrip()
     if not stripped:
-        raise UnreadableFileError(f"'{name}' is empty; add examples and import it again.")
+        raise UnreadableFileError(say("json.empty", name=name))
     lines_first = extension in (".jsonl", ".ndjson", ".txt", "") and not stripped.startswith("[")
     if not lines_first:
         document, error = _parse_document(text)
         if error is None:
             return _from_document(document, name, limits, problems)
         if not stripped.startswith("{"):
-            raise UnreadableFileError(
-                f"'{name}' is not valid JSON ({_json_error(error, with_line=True)}); fix it, "
-                "or save it as JSONL with one example per line."
-            ) from error
+            raise UnreadableFileError(say("json.invalid_document", name=name,
+                                          error=_json_error(error, with_line=True))) from error
     rows = _Rows("Line", name, limits, list(problems))
     records = []
     cap = limits.max_examples * ROW_CAP_FACTOR
     lines = [(n, line) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
     if len(lines) > cap:
-        raise UnreadableFileError(
-            f"'{name}' has more than {cap:,} lines; a dataset holds at most "
-            f"{limits.max_examples:,} examples (max_examples). Split the file."
-        )
+        raise UnreadableFileError(say("json.too_many_lines", name=name, cap=cap,
+                                      most=limits.max_examples))
     for number, line in lines:
         try:
             records.append((number, json.loads(line)))
         except (ValueError, RecursionError) as exc:
             rows.add("error", number, "invalid_json",
-                     f"invalid JSON ({_json_error(exc)}); fix or remove that line.")
+                     say("json.invalid_line", error=_json_error(exc)))
     if lines_first and not any(isinstance(v, dict) for _, v in records):
         document, error = _parse_document(text)
         if error is None:
@@ -204,11 +204,7 @@ def _document_items(document, name: str) -> list:
     elif isinstance(value, dict) and _classify(value):
         value = [value]
     if not isinstance(value, list):
-        raise UnreadableFileError(
-            f"'{name}' holds {_json_kind(value)} where a list of examples was expected; a JSON "
-            'dataset is a list of example objects, {"examples": [...]} or '
-            '{"examples": {"examples": [...]}}.'
-        )
+        raise UnreadableFileError(say("json.not_a_list", name=name, kind=_json_kind(value)))
     return value
 
 
@@ -239,26 +235,22 @@ def _from_records(
         if isinstance(value, dict):
             objects.append((number, value))
         else:
-            rows.add("error", number, "not_object", f"expected a JSON object {{...}} but found "
-                     f"{_json_kind(value)}; fix or remove that {rows.unit}.")
+            rows.add("error", number, "not_object", say(f"json.not_object_{rows.unit}",
+                                                        kind=_json_kind(value)))
     cap = rows.limits.max_examples * ROW_CAP_FACTOR
     if len(records) > cap:
-        raise UnreadableFileError(
-            f"'{rows.name}' has more than {cap:,} items; a dataset holds at most "
-            f"{rows.limits.max_examples:,} examples (max_examples). Split the file."
-        )
+        raise UnreadableFileError(say("json.too_many_items", name=rows.name, cap=cap,
+                                      most=rows.limits.max_examples))
     if not objects:
-        first = rows.problems[0].message if rows.problems else "Add examples and import it again."
-        raise UnreadableFileError(f"'{rows.name}' contains no JSON object to import. {first}")
+        first = rows.problems[0].message if rows.problems else say("json.add_examples")
+        raise UnreadableFileError(say("json.no_object", name=rows.name, first=first))
     counts = Counter(_classify(obj) for _, obj in objects)
     counts.pop(None, None)
     if not counts:
         keys = Counter(key for _, obj in objects for key in obj)
-        found = ", ".join(f"'{k}'" for k, _ in keys.most_common(10)) or "none"
-        raise UnreadableFileError(
-            f"'{rows.name}' matches no dataset format: its objects have the keys {found}. "
-            f"Accepted shapes: {_SHAPES_TEXT}. Rename the keys to one of these."
-        )
+        found = ", ".join(f"'{k}'" for k, _ in keys.most_common(10)) or say("json.none")
+        raise UnreadableFileError(say("json.no_format", name=rows.name, found=found,
+                                      shapes=_SHAPES_TEXT))
     fmt = max(counts, key=lambda f: (counts[f], -_PRIORITY.index(f)))
     label = JSON_LABELS[fmt].removesuffix("JSONL") + suffix
     if fmt in _ROLES:
@@ -275,8 +267,7 @@ def _from_records(
     if len(objects) > rows.limits.max_examples:
         rows.problems.append(Problem(
             "error", "too_many_rows",
-            f"The file has {len(objects):,} examples; a dataset holds at most "
-            f"{rows.limits.max_examples:,} (max_examples). Remove examples or split the file.",
+            say("json.too_many_examples", examples=len(objects), most=rows.limits.max_examples),
         ))
     order = sorted(rows.problems, key=lambda p: (p.row is None, p.row or 0))  # stable: file order
     return fmt, label, Dataset(template, kept), order
@@ -316,10 +307,10 @@ def _field_example(number, obj, inputs, output, optional, aliases, rows: _Rows, 
                 values[key] = ""
                 if fmt == "structured_jsonl":
                     rows.add("warning", number, "missing_key",
-                             f"missing key '{key}'; that field is left empty.", key)
+                             say("json.missing_optional", key=key), key)
                 continue
             rows.add("error", number, "missing_key",
-                     f"missing key '{key}'; add it or remove the {rows.unit}.", key)
+                     say("json.missing_key", key=key, remove=say(f"remove.{rows.unit}")), key)
             continue
         values[key] = rows.text(number, key, obj[key], f"'{key}'")
     if any(p.severity == "error" for p in rows.problems[before:]):
@@ -332,12 +323,13 @@ def _chat_example(number: int, obj: dict, fmt: str, rows: _Rows) -> Example | No
     role_key, roles = _ROLES[fmt]
     if "messages" not in obj:
         rows.add("error", number, "missing_key",
-                 f"missing key 'messages'; add it or remove the {rows.unit}.", "messages")
+                 say("json.missing_key", key="messages", remove=say(f"remove.{rows.unit}")),
+                 "messages")
         return None
     if not isinstance(obj["messages"], list):
         rows.add("error", number, "bad_messages",
-                 f"'messages' is {_json_kind(obj['messages'])}, not a list of messages; fix or "
-                 f"remove the {rows.unit}.", "messages")
+                 say("json.messages_not_list", kind=_json_kind(obj["messages"]),
+                     remove=say(f"remove.{rows.unit}")), "messages")
         return None
     before = len(rows.problems)
     system = []
@@ -346,29 +338,30 @@ def _chat_example(number: int, obj: dict, fmt: str, rows: _Rows) -> Example | No
     turns: list[Message] = []
     for position, message in enumerate(obj["messages"], start=1):
         if not isinstance(message, dict):
-            rows.add("error", number, "bad_messages", f"message {position} is "
-                     f"{_json_kind(message)}, not an object like "
-                     f'{{"{role_key}": ..., "content": ...}}; fix it.', "messages")
+            rows.add("error", number, "bad_messages",
+                     say("json.message_not_object", position=position, kind=_json_kind(message),
+                         role_key=role_key), "messages")
             continue
         role = roles.get(message.get(role_key)) if isinstance(message.get(role_key), str) else None
         if role is None:
-            found = f"has no '{role_key}'"
-            if role_key in message:
-                found = f"has {role_key} '{message[role_key]}'"
             names = [f"'{r}'" for r in roles if r != "model"]
-            allowed = f"{', '.join(names[:-1])} or {names[-1]}"
-            rows.add("error", number, "unknown_role",
-                     f"message {position} {found}; use {allowed}.", role_key)
+            allowed = say("json.or", first=", ".join(names[:-1]), last=names[-1])
+            if role_key in message:
+                text = say("json.unknown_role", position=position, role_key=role_key,
+                           role=message[role_key], allowed=allowed)
+            else:
+                text = say("json.no_role", position=position, role_key=role_key, allowed=allowed)
+            rows.add("error", number, "unknown_role", text, role_key)
             continue
         if "content" not in message:
             rows.add("error", number, "missing_key",
-                     f"message {position} has no 'content'; add the message text.", "content")
+                     say("json.no_content", position=position), "content")
             continue
         content = rows.text(number, "content", message["content"],
-                            f"the content of message {position}")
+                            say("json.content_of", position=position))
         if role == "system" and turns:
-            rows.add("error", number, "late_system", f"message {position} is a system message "
-                     "after the conversation started; move it to the start.", role_key)
+            rows.add("error", number, "late_system", say("json.late_system", position=position),
+                     role_key)
         elif role == "system":
             system.append(content)
         else:
@@ -376,8 +369,8 @@ def _chat_example(number: int, obj: dict, fmt: str, rows: _Rows) -> Example | No
     if len(rows.problems) > before:
         return None
     if not turns or turns[-1].role != "assistant":
-        rows.add("error", number, "no_answer", "the conversation does not end with an assistant "
-                 f"message; add the answer the model should learn, or remove the {rows.unit}.")
+        rows.add("error", number, "no_answer",
+                 say("json.no_answer", remove=say(f"remove.{rows.unit}")))
         return None
     history, user = turns[:-1], ""
     if history and history[-1].role == "user":
@@ -396,5 +389,6 @@ def _report_unknown_keys(objects, known: set[str], label: str, fmt: str, rows: _
                 seen.setdefault(key, [number, 0])[1] += 1
     severity = "info" if fmt == "vertex_text" else "warning"
     for key, (first, count) in seen.items():
-        rows.add(severity, first, "unknown_key", f"key '{key}' is not part of {label} and is "
-                 f"ignored (found on {count_text(count, rows.unit)}).", key)
+        rows.add(severity, first, "unknown_key",
+                 say("json.unknown_key", key=key, label=label, found=count_text(count, rows.unit)),
+                 key)
