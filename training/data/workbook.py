@@ -19,6 +19,7 @@ from typing import Iterable, Iterator
 from training.core.dataset import cell_text
 from training.core.errors import DatasetError, StudioError, UnreadableFileError
 from training.core.limits import DatasetLimits
+from training.core.messages import say
 from training.data.report import Problem
 from training.data.spreadsheet import MAX_COLUMNS, Table, build_table, quoted, size_text
 from training.data.xlsx_package import SheetEntry, XlsxBook, open_book
@@ -51,40 +52,25 @@ _DTD_RE = re.compile(
 def check_archive(data: bytes, name: str, limits: DatasetLimits) -> None:
     """Refuse what the XML parser must not see: not a zip, a zip bomb, or XML with a DOCTYPE."""
     if data.startswith(_OLE_MAGIC):
-        raise UnreadableFileError(
-            f"'{name}' is an old Excel .xls workbook (or a password-protected one); open it in "
-            "your spreadsheet program and save it as .xlsx without a password."
-        )
+        raise UnreadableFileError(say("xlsx.old_or_locked", name=name))
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
     except Exception as exc:  # zipfile raises many types on damaged archives
-        raise UnreadableFileError(
-            f"'{name}' is not an XLSX workbook (it is not a valid zip archive); open it in your "
-            "spreadsheet program and save it as .xlsx again."
-        ) from exc
+        raise UnreadableFileError(say("xlsx.not_zip", name=name)) from exc
     if len(members) > MAX_ZIP_MEMBERS:
-        raise UnreadableFileError(
-            f"'{name}' holds {len(members):,} files; an XLSX workbook has far fewer, so this one "
-            "is refused. Save the data as CSV instead."
-        )
+        raise UnreadableFileError(say("xlsx.too_many_members", name=name, count=len(members)))
     total = sum(m.file_size for m in members)
     if total > limits.max_unpacked_bytes:
-        raise UnreadableFileError(
-            f"'{name}' expands to {size_text(total)} when unpacked; the studio unpacks at most "
-            f"{size_text(limits.max_unpacked_bytes)} (max_unpacked_bytes). Remove unused sheets "
-            "and images, or save the data as CSV."
-        )
+        raise UnreadableFileError(say("xlsx.too_big_unpacked", name=name, size=size_text(total),
+                                      limit=size_text(limits.max_unpacked_bytes)))
     for member in members:
         ratio = member.file_size / max(member.compress_size, 1)
         if member.file_size >= RATIO_CHECK_MIN_BYTES and ratio > limits.max_compression_ratio:
-            raise UnreadableFileError(
-                f"'{name}' expands to {size_text(member.file_size)} from "
-                f"{size_text(member.compress_size)} in '{member.filename}', {ratio:,.0f} times "
-                f"smaller when packed; the studio allows at most {limits.max_compression_ratio} "
-                "times (max_compression_ratio), so it is treated as a zip bomb. Save the data "
-                "as CSV."
-            )
+            raise UnreadableFileError(say(
+                "xlsx.zip_bomb", name=name, size=size_text(member.file_size),
+                packed=size_text(member.compress_size), member=member.filename, ratio=ratio,
+                most=limits.max_compression_ratio))
     for member in members:
         _refuse_doctype(archive, member, name)
 
@@ -96,12 +82,8 @@ def _refuse_doctype(archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str
             while chunk := stream.read(_SCAN_CHUNK_BYTES):
                 window = tail + chunk
                 if _might_declare(window) and _DTD_RE.search(window):
-                    raise UnreadableFileError(
-                        f"'{name}' declares an XML document type or entity in "
-                        f"'{member.filename}', which spreadsheets never need and which can be "
-                        "used for XML entity expansion attacks; open the file in your "
-                        "spreadsheet program and save it as .xlsx again."
-                    )
+                    raise UnreadableFileError(say("xlsx.doctype", name=name,
+                                                  member=member.filename))
                 tail = chunk[-32:]
     except StudioError:
         raise
@@ -117,10 +99,7 @@ def _might_declare(window: bytes) -> bool:
 
 def _unreadable_workbook(name: str, exc: Exception) -> UnreadableFileError:
     detail = " ".join(str(exc).split())[:160] or type(exc).__name__
-    return UnreadableFileError(
-        f"'{name}' could not be read as an XLSX workbook ({detail}); open it in your "
-        "spreadsheet program and save it as .xlsx again."
-    )
+    return UnreadableFileError(say("xlsx.unreadable", name=name, detail=detail))
 
 
 def read_xlsx(
@@ -142,9 +121,7 @@ def _read_book(
 ) -> tuple[Table, list[Problem]]:
     names = tuple(s.name for s in book.sheets)
     if not names:
-        raise UnreadableFileError(
-            f"'{name}' has no sheets; add one with your data and import it again."
-        )
+        raise UnreadableFileError(say("xlsx.no_sheets", name=name))
     if sheet is None:  # the first sheet holding data rows, else the first sheet
         first = None
         for candidate in book.sheets:
@@ -155,17 +132,13 @@ def _read_book(
                 return result
             first = first or result
         if first is None:
-            raise DatasetError(f"'{name}' holds only charts; add a sheet with your data.")
+            raise DatasetError(say("xlsx.only_charts", name=name))
         return first
     if sheet not in names:
-        raise DatasetError(
-            f"The workbook has no sheet named '{sheet}'; choose one of: {quoted(names)}."
-        )
+        raise DatasetError(say("xlsx.no_such_sheet", sheet=sheet, names=quoted(names)))
     chosen = book.sheets[names.index(sheet)]
     if chosen.is_chart:
-        raise DatasetError(
-            f"Sheet '{sheet}' is a chart, not a table; choose one of: {quoted(names)}."
-        )
+        raise DatasetError(say("xlsx.chart_sheet", sheet=sheet, names=quoted(names)))
     return _read_sheet(book, chosen, name, limits, names)
 
 
@@ -183,21 +156,13 @@ def _sheet_rows(
     for number, values in enumerate(value_rows, start=1):
         cells += len(values)
         if cells > MAX_CELLS:
-            raise UnreadableFileError(
-                f"'{name}' has more than {MAX_CELLS:,} cells, empty ones included; copy the "
-                "data into a new workbook (or save it as CSV) and import that."
-            )
+            raise UnreadableFileError(say("xlsx.too_many_cells", name=name, most=MAX_CELLS))
         if len(values) > MAX_COLUMNS and any(v is not None for v in values[MAX_COLUMNS:]):
-            raise UnreadableFileError(
-                f"'{name}' has data beyond column {MAX_COLUMNS:,} in sheet row {number}; the "
-                f"studio reads at most {MAX_COLUMNS:,} columns. Remove the unused columns."
-            )
+            raise UnreadableFileError(say("xlsx.too_wide", name=name, most=MAX_COLUMNS, row=number))
         row = [v if type(v) is str else _xlsx_text(v) for v in values[:MAX_COLUMNS]]
         if any(len(c) > limits.max_field_chars for c in row):
-            raise UnreadableFileError(
-                f"'{name}' has a cell longer than {limits.max_field_chars:,} characters "
-                f"(max_field_chars) in sheet row {number}; shorten that cell or remove the row."
-            )
+            raise UnreadableFileError(say("xlsx.cell_too_long", name=name, row=number,
+                                          most=limits.max_field_chars))
         yield row
 
 
