@@ -58,6 +58,9 @@ def test_every_key_the_code_says_is_in_the_catalogue():
         "input_too_long_one", "input_too_long_all", "truncate_both", "truncate_input",
         "truncate_output", "more_row", "more_line", "more_item", "more_example")}
     used |= {f"setting.{name}" for name in SETTINGS}
+    used |= {f"state.word.{state}" for state in STATES}
+    used |= {f"refusal.cancel.{state}" for state in ("cancelling", "cancelled", "succeeded", "failed")}
+    used |= {f"refusal.verb.{event}" for event in ("finish", "fail", "cancelled", "interrupt")}
     used |= {f"config.{name}" for name in SETTINGS if SETTINGS[name].kind != "bool"
              and name not in ("target_modules",)} | {"config.target_modules"}
     used |= {f"validation.more.{code}" for code in (

@@ -23,6 +23,7 @@ import unicodedata
 from typing import Collection, Literal
 
 from training.core.errors import InvalidRequestError, StudioError
+from training.core.messages import say
 
 JobState = Literal["queued", "running", "cancelling", "cancelled", "succeeded", "failed", "interrupted"]
 JobEvent = Literal["start", "finish", "fail", "cancel", "cancelled", "interrupt", "resume"]
@@ -106,31 +107,17 @@ def transition(state: JobState, event: JobEvent) -> JobState:
 
 
 def _refusal(state: JobState, event: JobEvent) -> str:
+    word = say(f"state.word.{state}")
     if event == "cancel":
-        return {
-            "cancelling": "This job is already being cancelled: it stops within one training step.",
-            "cancelled": "This job is already cancelled: there is nothing to cancel.",
-            "succeeded": "This job has finished: there is nothing to cancel; delete the tuned "
-                         "model if you do not want it.",
-            "failed": "This job has failed: there is nothing to cancel.",
-        }[state]
+        return say(f"refusal.cancel.{state}")
     if event == "resume":
-        if state == "succeeded":
-            return ("This job has finished: use Tune again to train a new model with changed "
-                    "settings.")
-        return (f"This job is {state}: only a failed, cancelled or interrupted job can be "
-                "resumed.")
+        return say("refusal.resume.succeeded") if state == "succeeded" else say(
+            "refusal.resume", state=word)
     if event == "start":
-        return f"This job is {state}: only a queued job can start."
-    return f"This job is {state}, not running: it cannot {_VERBS[event]}."
+        return say("refusal.start", state=word)
+    return say("refusal.other", state=word, verb=say(f"refusal.verb.{event}"))
 
 
-_VERBS = {
-    "finish": "finish",
-    "fail": "fail",
-    "cancelled": "end as cancelled",
-    "interrupt": "be interrupted",
-}
 
 
 def gemini_state(state: JobState) -> GeminiState:
@@ -142,23 +129,18 @@ def check_display_name(display_name: str) -> str:
     """The display name stripped of surrounding spaces; StudioError if empty or too long."""
     name = display_name.strip()
     if not name:
-        raise InvalidRequestError(
-            f"The display name is empty: type a name of 1 to {MAX_DISPLAY_NAME_CHARS} characters."
-        )
+        raise InvalidRequestError(say("name.empty", most=MAX_DISPLAY_NAME_CHARS))
     if len(name) > MAX_DISPLAY_NAME_CHARS:
-        raise InvalidRequestError(
-            f"The display name is {len(name)} characters long: shorten it to at most "
-            f"{MAX_DISPLAY_NAME_CHARS}."
-        )
+        raise InvalidRequestError(say("name.too_long", chars=len(name),
+                                      most=MAX_DISPLAY_NAME_CHARS))
     return name
 
 
 def check_description(description: str) -> str:
     """InvalidRequestError when the description is longer than MAX_DESCRIPTION_CHARS."""
     if len(description) > MAX_DESCRIPTION_CHARS:
-        raise InvalidRequestError(
-            f"The description is {len(description)} characters long: shorten it to at most "
-            f"{MAX_DESCRIPTION_CHARS}.", field="description")
+        raise InvalidRequestError(say("description.too_long", chars=len(description),
+                                      most=MAX_DESCRIPTION_CHARS), field="description")
     return description
 
 
