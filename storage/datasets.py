@@ -19,6 +19,7 @@ from training.core.atomic import write_file_atomic
 from training.core.dataset import Dataset, Example, PromptTemplate
 from training.core.errors import DatasetError, NotFoundError
 from training.core.layout import inside, upload_relpath
+from training.core.messages import say
 
 MAX_NAME_CHARS = 80
 """Longest dataset name, in characters, after stripping spaces."""
@@ -79,12 +80,9 @@ def check_name(name: str) -> str:
     """The dataset name stripped of surrounding spaces; DatasetError if empty or too long."""
     stripped = name.strip()
     if not stripped:
-        raise DatasetError("The dataset name is empty: type a name of 1 to 80 characters.")
+        raise DatasetError(say("dataset.name_empty", most=MAX_NAME_CHARS))
     if len(stripped) > MAX_NAME_CHARS:
-        raise DatasetError(
-            f"The dataset name is {len(stripped)} characters long: shorten it to at most "
-            f"{MAX_NAME_CHARS}."
-        )
+        raise DatasetError(say("dataset.name_too_long", chars=len(stripped), most=MAX_NAME_CHARS))
     return stripped
 
 
@@ -243,9 +241,7 @@ def get_version(db: Database, name_or_id: str | int, version: int | None = None)
         (count,) = db.execute(
             "SELECT count(*) FROM dataset_versions WHERE dataset_id = ?", [dataset_id]
         ).fetchone()
-        raise NotFoundError(
-            f"Dataset '{name}' has no version {version}: choose a version from 1 to {count}."
-        )
+        raise NotFoundError(say("dataset.no_version", name=name, version=version, count=count))
     row = rows[0]
     template = PromptTemplate.from_dict(json.loads(row.pop("template_json")))
     examples = tuple(
@@ -271,8 +267,5 @@ def _find_dataset(db: Database, name_or_id: str | int) -> tuple[int, str]:
     name = str(name_or_id).strip()
     row = db.execute("SELECT id, name FROM datasets WHERE name = ?", [name]).fetchone()
     if row is None:
-        raise NotFoundError(
-            f"There is no dataset named '{name}': check the name or choose one from the "
-            "dataset list."
-        )
+        raise NotFoundError(say("dataset.no_such_name", name=name))
     return row

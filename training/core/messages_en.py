@@ -263,4 +263,17 @@ EN = {
     "name.empty": "The display name is empty: type a name of 1 to {most} characters.",
     "name.too_long": "The display name is {chars} characters long: shorten it to at most {most}.",
     "description.too_long": "The description is {chars} characters long: shorten it to at most {most}.",
+    # base models and dataset names
+    "model.choices": "choose {bundled}, a local model folder or a Hugging Face model id such as {example}.",
+    "model.none_chosen": "No base model was chosen: {choices}",
+    "model.not_a_model": "'{name}' is not a base model: {choices}",
+    "model.no_folder": "The folder {folder} does not exist: choose a folder that holds a model saved with save_pretrained.",
+    "model.is_file": "{folder} is a file, not a model folder: choose the folder that holds config.json.",
+    "model.no_config": "The folder {folder} has no config.json: choose a folder saved with save_pretrained (config.json, the weights and the tokenizer files).",
+    "model.no_tokenizer": "The folder {folder} has no tokenizer files (tokenizer.json, tokenizer.model or vocab.json): copy the base model's tokenizer files into it.",
+    "model.no_weights": "The folder {folder} has no model weights (model.safetensors or pytorch_model.bin): choose the folder that holds the whole model.",
+    "dataset.name_empty": "The dataset name is empty: type a name of 1 to {most} characters.",
+    "dataset.name_too_long": "The dataset name is {chars} characters long: shorten it to at most {most}.",
+    "dataset.no_version": "Dataset '{name}' has no version {version}: choose a version from 1 to {count}.",
+    "dataset.no_such_name": "There is no dataset named '{name}': check the name or choose one from the dataset list.",
 }

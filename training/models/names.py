@@ -25,10 +25,6 @@ WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "model.safetensors.ind
 
 TMP_PREFIX = f".{BUNDLED_MODEL}.tmp-"
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-CHOICES = (
-    f"choose {BUNDLED_MODEL}, a local model folder or a Hugging Face model id such as "
-    f"{HUB_EXAMPLE}."
-)
 
 ModelKind = Literal["bundled", "local", "hub"]
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from training.core.errors import ModelError
 from training.core.layout import models_dir
+from training.core.messages import say
 from training.models.bundled import prepare_bundled_model
 from training.models.names import (
-    BUNDLED_MODEL, CHOICES, HUB_ID_RE, TOKENIZER_FILES, WEIGHT_PATTERNS, ModelRef,
+    BUNDLED_MODEL, HUB_EXAMPLE, HUB_ID_RE, TOKENIZER_FILES, WEIGHT_PATTERNS, ModelRef,
 )
 
 
@@ -20,7 +21,7 @@ def resolve_model(name: str, data_dir: Path) -> ModelRef:
     to a model folder; a hub id ``org/name``. Raises ModelError saying what is wrong otherwise."""
     text = (name or "").strip()
     if not text:
-        raise ModelError(f"No base model was chosen: {CHOICES}")
+        raise ModelError(say("model.none_chosen", choices=_choices()))
     if text == BUNDLED_MODEL:
         return ModelRef(BUNDLED_MODEL, str(prepare_bundled_model(data_dir)), "bundled")
     stored = models_dir(data_dir) / text
@@ -33,33 +34,21 @@ def resolve_model(name: str, data_dir: Path) -> ModelRef:
         return ModelRef(text, str(folder.resolve()), "local")
     if HUB_ID_RE.match(text) and ".." not in text and "--" not in text:
         return ModelRef(text, text, "hub")
-    raise ModelError(f"'{text}' is not a base model: {CHOICES}")
+    raise ModelError(say("model.not_a_model", name=text, choices=_choices()))
 
 
 def check_model_folder(folder: Path) -> None:
     """Raise ModelError naming what a local model folder lacks."""
     if not folder.exists():
-        raise ModelError(
-            f"The folder {folder} does not exist: choose a folder that holds a model saved with "
-            "save_pretrained."
-        )
+        raise ModelError(say("model.no_folder", folder=folder))
     if not folder.is_dir():
-        raise ModelError(f"{folder} is a file, not a model folder: choose the folder that holds config.json.")
+        raise ModelError(say("model.is_file", folder=folder))
     if not (folder / "config.json").is_file():
-        raise ModelError(
-            f"The folder {folder} has no config.json: choose a folder saved with save_pretrained "
-            "(config.json, the weights and the tokenizer files)."
-        )
+        raise ModelError(say("model.no_config", folder=folder))
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise ModelError(
-            f"The folder {folder} has no tokenizer files (tokenizer.json, tokenizer.model or "
-            "vocab.json): copy the base model's tokenizer files into it."
-        )
+        raise ModelError(say("model.no_tokenizer", folder=folder))
     if not any(any(folder.glob(pattern)) for pattern in WEIGHT_PATTERNS):
-        raise ModelError(
-            f"The folder {folder} has no model weights (model.safetensors or pytorch_model.bin): "
-            "choose the folder that holds the whole model."
-        )
+        raise ModelError(say("model.no_weights", folder=folder))
 
 
 def _looks_like_path(text: str) -> bool:
@@ -83,3 +72,7 @@ def list_base_models(data_dir: Path) -> list[ModelRef]:
             if folder.is_dir() and (folder / "config.json").is_file():
                 refs.append(ModelRef(folder.name, str(folder.resolve()), "local"))
     return refs
+
+
+def _choices() -> str:
+    return say("model.choices", bundled=BUNDLED_MODEL, example=HUB_EXAMPLE)
