@@ -276,4 +276,18 @@ EN = {
     "dataset.name_too_long": "The dataset name is {chars} characters long: shorten it to at most {most}.",
     "dataset.no_version": "Dataset '{name}' has no version {version}: choose a version from 1 to {count}.",
     "dataset.no_such_name": "There is no dataset named '{name}': check the name or choose one from the dataset list.",
+    # prompts for the playground (training.inference.engine)
+    "prompt.empty_continue": "The prompt is empty: type something for the model to continue.",
+    "prompt.base_has_no_fields": "The base model {model} has no prompt template, so it takes a text or a chat, not input fields: type a prompt, or compare it with a tuned model to use that model's fields.",
+    "prompt.chat_fields": "A chat takes the fields system, history and user; '{field}' is not one of them.",
+    "prompt.empty_message": "The message is empty: type a message for the model to answer.",
+    "prompt.end_with_user": "The conversation must end with a user message: type a message for the model to answer.",
+    "prompt.bad_role": "A chat message has role {role}: use system, user or assistant, with text content.",
+    "prompt.needs_fields": "The tuned model '{model}' takes the input fields {fields}: give a value for each field rather than one text.",
+    "prompt.not_chat": "The tuned model '{model}' was tuned on structured prompts, not chats: fill in its input fields ({fields}).",
+    "prompt.unknown_field": "The tuned model '{model}' has no input field '{field}': its fields are {fields}.",
+    "prompt.fields_empty": "Every input field is empty: fill in {fields}.",
+    "prompt.empty_answer": "The prompt is empty: type something for the model to answer.",
+    "prompt.too_long_tuned": "The prompt is {tokens:,} tokens; '{model}' was tuned on prompts of at most {limit:,} tokens: shorten the input.",
+    "prompt.too_long_base": "The prompt is {tokens:,} tokens; {model} reads at most {limit:,}: shorten the input.",
 }

@@ -29,6 +29,7 @@ from typing import Iterator, Literal, Mapping, Sequence, Union
 from training.core.dataset import CHAT_TEMPLATE, Dataset, Message, PromptTemplate, format_history
 from training.core.errors import DatasetError
 from training.core.generation import GenerationParams, TextStream
+from training.core.messages import say
 from training.core.template import render_prompt
 from training.inference.decoding import MAX_NGRAM, DraftIndex, decode
 from training.inference.model_cache import LoadedModel, ModelCache, apply_adapter
@@ -64,13 +65,10 @@ def build_prompt(target: Target, request: Request, tokenizer=None) -> str:
     if template is None:
         if isinstance(request, str):
             if not request.strip():
-                raise DatasetError("The prompt is empty: type something for the model to continue.")
+                raise DatasetError(say("prompt.empty_continue"))
             return request
         if isinstance(request, Mapping):
-            raise DatasetError(
-                f"The base model {target.name} has no prompt template, so it takes a text or a "
-                "chat, not input fields: type a prompt, or compare it with a tuned model to use "
-                "that model's fields.")
+            raise DatasetError(say("prompt.base_has_no_fields", model=target.name))
         return render_prompt(CHAT_TEMPLATE, chat_fields(request), tokenizer)
     if template.kind == "chat":
         if isinstance(request, str):
@@ -78,10 +76,9 @@ def build_prompt(target: Target, request: Request, tokenizer=None) -> str:
         fields = dict(request) if isinstance(request, Mapping) else chat_fields(request)
         unknown = [key for key in fields if key not in template.input_keys]
         if unknown:
-            raise DatasetError(f"A chat takes the fields system, history and user; '{unknown[0]}' "
-                               "is not one of them.")
+            raise DatasetError(say("prompt.chat_fields", field=unknown[0]))
         if not fields.get("user", "").strip():
-            raise DatasetError("The message is empty: type a message for the model to answer.")
+            raise DatasetError(say("prompt.empty_message"))
         return render_prompt(template, fields, tokenizer)
     return render_prompt(template, _structured_fields(target, template, request), tokenizer)
 
@@ -93,8 +90,7 @@ def chat_fields(messages: Sequence) -> dict[str, str]:
     system = "\n".join(m.content for m in turns if m.role == "system")
     rest = [m for m in turns if m.role != "system"]
     if not rest or rest[-1].role != "user" or not rest[-1].content.strip():
-        raise DatasetError("The conversation must end with a user message: type a message for "
-                           "the model to answer.")
+        raise DatasetError(say("prompt.end_with_user"))
     return {"system": system, "history": format_history(rest[:-1]), "user": rest[-1].content}
 
 
@@ -103,8 +99,7 @@ def _message(item) -> Message:
         return item
     role, content = item.get("role"), item.get("content")
     if role not in ("system", "user", "assistant") or not isinstance(content, str):
-        raise DatasetError(f"A chat message has role {role!r}: use system, user or assistant, "
-                           "with text content.")
+        raise DatasetError(say("prompt.bad_role", role=repr(role)))
     return Message(role, content)
 
 
@@ -112,22 +107,19 @@ def _structured_fields(target: Target, template: PromptTemplate, request) -> dic
     keys = template.input_keys
     if isinstance(request, str):
         if len(keys) != 1:
-            raise DatasetError(
-                f"The tuned model '{target.name}' takes the input fields {', '.join(keys)}: give "
-                "a value for each field rather than one text.")
+            raise DatasetError(say("prompt.needs_fields", model=target.name, fields=", ".join(keys)))
         request = {keys[0]: request}
     if not isinstance(request, Mapping):
-        raise DatasetError(
-            f"The tuned model '{target.name}' was tuned on structured prompts, not chats: fill in "
-            f"its input fields ({', '.join(keys)}).")
+        raise DatasetError(say("prompt.not_chat", model=target.name, fields=", ".join(keys)))
     unknown = [key for key in request if key not in keys]
     if unknown:
-        raise DatasetError(
-            f"The tuned model '{target.name}' has no input field '{unknown[0]}': its fields are "
-            f"{', '.join(keys)}.")
+        raise DatasetError(say("prompt.unknown_field", model=target.name, field=unknown[0],
+                               fields=", ".join(keys)))
     fields = {key: str(request.get(key) or "") for key in keys}
     if not any(value.strip() for value in fields.values()):
-        raise DatasetError(f"Every input field is empty: fill in {' or '.join(keys)}.")
+        either = keys[0] if len(keys) == 1 else say("json.or", first=", ".join(keys[:-1]),
+                                                       last=keys[-1])
+        raise DatasetError(say("prompt.fields_empty", fields=either))
     return fields
 
 
@@ -232,16 +224,15 @@ def prompt_token_ids(target: Target, loaded: LoadedModel, request: Request) -> l
     prompt = build_prompt(target, request, loaded.tokenizer)
     ids = loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]
     if not ids:
-        raise DatasetError("The prompt is empty: type something for the model to answer.")
+        raise DatasetError(say("prompt.empty_answer"))
     limit = target.max_input_tokens
     if limit is not None and len(ids) > limit:
-        raise DatasetError(
-            f"The prompt is {len(ids):,} tokens; '{target.name}' was tuned on prompts of at most "
-            f"{limit:,} tokens: shorten the input.")
+        raise DatasetError(say("prompt.too_long_tuned", tokens=len(ids), model=target.name,
+                               limit=limit))
     positions = getattr(loaded.model.config, "max_position_embeddings", None)
     if positions and len(ids) >= positions:
-        raise DatasetError(f"The prompt is {len(ids):,} tokens; {target.base.name} reads at most "
-                           f"{positions:,}: shorten the input.")
+        raise DatasetError(say("prompt.too_long_base", tokens=len(ids), model=target.base.name,
+                               limit=positions))
     return ids
 
 
