@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -113,10 +114,13 @@ def free_port() -> int:
 
 
 def start_app(args: list[str], log: Path) -> subprocess.Popen:
+    """``app.py`` as a person starts it in a terminal: Ctrl-C (SIGINT) reaches it even when the
+    tests themselves run in the background, where shells start commands with SIGINT ignored."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "app.py", *args], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def seed_bundled_model(data_dir: Path, prepared: Path) -> None:
