@@ -225,6 +225,16 @@ def version_info(db: Database, version_id: int) -> DatasetVersionInfo:
     return DatasetVersionInfo(**rows[0])
 
 
+def latest_if_same(db: Database, name: str, dataset: Dataset) -> DatasetVersion | None:
+    """The latest version of ``name`` when it holds the same template and examples as
+    ``dataset``, else None (also when there is no such dataset)."""
+    try:
+        latest = get_version(db, check_name(name))
+    except NotFoundError:
+        return None
+    return latest if latest.dataset.same_content(dataset) else None
+
+
 def get_version(db: Database, name_or_id: str | int, version: int | None = None) -> DatasetVersion:
     """One version with its examples; the latest when ``version`` is None. ``name_or_id`` is a
     dataset name (any case) or a dataset id."""

@@ -34,7 +34,7 @@ from storage.migrations import MIGRATIONS, Migration
 from storage.progress import LogLine
 from training.core.dataset import Dataset, NewDataset
 from training.core.disk_space import full_disk_as_error
-from training.core.errors import NotFoundError, StudioError
+from training.core.errors import StudioError
 from training.core.layout import database_file, uploads_dir
 from training.core.messages import english
 from training.core.progress import EpochSnapshot, EvalMetrics, StepMetrics
@@ -205,14 +205,15 @@ class Store:
         """Save ``dataset`` as a new version of ``name``, unless the latest version already holds
         the same template and examples: then that version and False (nothing written)."""
         with self.transaction() as db:
-            try:
-                latest = datasets.get_version(db, datasets.check_name(name))
-            except NotFoundError:
-                latest = None
-            if latest is not None and latest.dataset.same_content(dataset):
+            latest = datasets.latest_if_same(db, name, dataset)
+            if latest is not None:
                 return latest, False
             return datasets.save_dataset(db, name, dataset, format=format,
                                          upload_id=upload_id), True
+
+    def latest_if_same(self, name: str, dataset: Dataset) -> DatasetVersion | None:
+        """The latest version of ``name`` when it already holds ``dataset``'s content."""
+        return datasets.latest_if_same(self.db, name, dataset)
 
     def list_datasets(self) -> list[DatasetSummary]:
         return datasets.list_datasets(self.db)

@@ -11,8 +11,9 @@ import typing
 
 import gradio as gr
 
+from studio.locale import language_of
 from training.core.errors import StudioError
-from training.core.messages import LANGUAGE, language_of, say
+from training.core.messages import LANGUAGE, say
 
 log = logging.getLogger("studio")
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 LANGUAGES = [("English", "en"), ("简体中文", "zh-CN"), ("Français", "fr")]
 
+COOKIE = "studio-lang"
+"""The page's language, for the server (set by the boot script)."""
+
 _BOOT_SCRIPT = b"""<script>(function () {
   try {
     var lang = new URLSearchParams(location.search).get('lang');
@@ -69,3 +72,21 @@ class LocaleMiddleware:
             await send({"type": "http.response.body", "body": payload})
 
         await self.app(scope, receive, capture)
+
+
+def language_of(request) -> str:
+    """``en``, ``zh-CN`` or ``fr`` for a Gradio or Starlette request: its ``studio-lang``
+    cookie, else its Accept-Language header, else English."""
+    if request is None:
+        return "en"
+    cookies = getattr(request, "cookies", None) or {}
+    headers = getattr(request, "headers", None) or {}
+    for wanted in (cookies.get(COOKIE, ""), headers.get("accept-language", "")):
+        code = wanted.strip().lower()
+        if code.startswith("zh"):
+            return "zh-CN"
+        if code.startswith("fr"):
+            return "fr"
+        if code.startswith("en"):
+            return "en"
+    return "en"

@@ -9,10 +9,11 @@ import pytest
 
 from storage.db import Store
 from studio.library_tab import DATASET_COLUMNS, JOB_COLUMNS
+from studio.locale import language_of
 from tests.runner_helpers import word_dataset
 from training.core.config import SETTINGS, TuningConfig
 from training.core.dataset import Dataset, Example, PromptTemplate
-from training.core.messages import CATALOGUE, EN, LANGUAGE, LANGUAGES, language_of, say
+from training.core.messages import CATALOGUE, EN, LANGUAGE, LANGUAGES, say
 from training.core.states import STATES
 from training.data.validation import validate
 

@@ -74,7 +74,7 @@ def tune(args, data_dir: Path, err: TextIO = sys.stderr, out: TextIO = sys.stdou
         config = TuningConfig(**{name: getattr(args, name) for name in HYPERPARAMETERS
                                  if getattr(args, name) is not None})
         runner = JobRunner(store, data_dir, scope="submitted")
-        version = _same_latest_version(store, args.data, dataset)
+        version = store.latest_if_same(args.data.stem, dataset)  # a rerun adds no version
         new = None if version else NewDataset(
             args.data.stem, dataset, format=result.format, note="imported by app.py tune",
             upload=(args.data.name, args.data.read_bytes()))
@@ -95,18 +95,6 @@ def tune(args, data_dir: Path, err: TextIO = sys.stderr, out: TextIO = sys.stdou
             return _cancel(store, runner, job.id, err)
         finally:
             runner.stop()
-
-
-def _same_latest_version(store, path: Path, dataset):
-    """The latest version of the dataset named after the file when it holds the same examples
-    and template (running the command again adds no version), else None."""
-    from training.core.errors import NotFoundError
-
-    try:
-        latest = store.get_version(path.stem)
-    except NotFoundError:
-        return None
-    return latest if latest.dataset.same_content(dataset) else None
 
 
 def _quiet_libraries() -> None:

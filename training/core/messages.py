@@ -21,26 +21,6 @@ LANGUAGES = ("en", "zh-CN", "fr")
 LANGUAGE: ContextVar[str] = ContextVar("studio_language", default="en")
 """The language of the page whose event is being handled."""
 
-COOKIE = "studio-lang"
-
-
-def language_of(request) -> str:
-    """``en``, ``zh-CN`` or ``fr`` for a Gradio or Starlette request: its ``studio-lang``
-    cookie, else its Accept-Language header, else English."""
-    if request is None:
-        return "en"
-    cookies = getattr(request, "cookies", None) or {}
-    headers = getattr(request, "headers", None) or {}
-    for wanted in (cookies.get(COOKIE, ""), headers.get("accept-language", "")):
-        code = wanted.strip().lower()
-        if code.startswith("zh"):
-            return "zh-CN"
-        if code.startswith("fr"):
-            return "fr"
-        if code.startswith("en"):
-            return "en"
-    return "en"
-
 
 def say(key: str, /, **params) -> str:
     """The message ``key`` in the current page's language, with ``params`` filled in."""
