@@ -114,7 +114,7 @@ def save_upload(db: Database, data_dir: Path, original_name: str, data: bytes, f
 def get_upload(db: Database, upload_id: int) -> Upload:
     rows = list(db["uploads"].rows_where("id = ?", [upload_id]))
     if not rows:
-        raise NotFoundError(f"Upload {upload_id} does not exist: import the file again.")
+        raise NotFoundError.of("store.upload_missing", id=upload_id)
     return Upload(**rows[0])
 
 
@@ -220,8 +220,7 @@ def version_info(db: Database, version_id: int) -> DatasetVersionInfo:
         f"SELECT {_VERSION_COLUMNS} FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id"
         " WHERE v.id = ?", [version_id]))
     if not rows:
-        raise NotFoundError(
-            f"Dataset version {version_id} does not exist: choose a saved dataset version.")
+        raise NotFoundError.of("store.version_missing", id=version_id)
     return DatasetVersionInfo(**rows[0])
 
 
@@ -270,9 +269,7 @@ def _find_dataset(db: Database, name_or_id: str | int) -> tuple[int, str]:
     if isinstance(name_or_id, int) and not isinstance(name_or_id, bool):
         row = db.execute("SELECT id, name FROM datasets WHERE id = ?", [name_or_id]).fetchone()
         if row is None:
-            raise NotFoundError(
-                f"There is no dataset with id {name_or_id}: choose one from the dataset list."
-            )
+            raise NotFoundError.of("store.dataset_missing", id=name_or_id)
         return row
     name = str(name_or_id).strip()
     row = db.execute("SELECT id, name FROM datasets WHERE name = ?", [name]).fetchone()

@@ -201,8 +201,7 @@ def create_job(
     transaction (reads the taken ids, then writes)."""
     taken = {row[0] for row in db.execute("SELECT id FROM jobs")}
     if job_id is not None and job_id in taken:
-        raise ConflictError(f"A tuned model with the id '{job_id}' already exists: choose another "
-                            "id, or delete that model first.")
+        raise ConflictError.of("store.model_id_taken", id=job_id)
     job_id = job_id if job_id is not None else tuned_model_id(display_name, taken)
     now = utc_now()
     db["jobs"].insert({
@@ -226,10 +225,7 @@ def create_job(
 def get_job(db: Database, job_id: str) -> Job:
     rows = list(db.query(_SELECT + " WHERE j.id = ?", [job_id]))
     if not rows:
-        raise NotFoundError(
-            f"There is no tuned model '{job_id}': it may have been deleted; choose one from "
-            "My Library."
-        )
+        raise NotFoundError.of("store.model_missing", id=job_id)
     return _job(rows[0])
 
 
@@ -301,9 +297,7 @@ def delete_job(db: Database, job_id: str) -> None:
     """Remove the job and its progress rows (not its files). Refused while it is training."""
     job = get_job(db, job_id)
     if job.state in ACTIVE_STATES:
-        raise StudioError(
-            f"The tuned model '{job_id}' is still training: cancel it first, then delete it."
-        )
+        raise StudioError.of("store.still_training", id=job_id)
     db.execute("DELETE FROM jobs WHERE id = ?", [job_id])  # progress rows: ON DELETE CASCADE
 
 
@@ -313,7 +307,5 @@ def dataset_version(db: Database, version_id: int) -> DatasetVersion:
         "SELECT dataset_id, version FROM dataset_versions WHERE id = ?", [version_id]
     ).fetchone()
     if row is None:
-        raise NotFoundError(
-            f"Dataset version {version_id} does not exist: choose a saved dataset version."
-        )
+        raise NotFoundError.of("store.version_missing", id=version_id)
     return datasets.get_version(db, row[0], row[1])

@@ -28,8 +28,20 @@ class LogLine:
     params: dict = field(default_factory=dict)
 
     def said(self) -> str:
-        """The line in the current reader's language."""
-        return say(self.key, **self.params) if self.key else self.line
+        """The line in the current reader's language. A failure whose cause has a message key
+        (``cause``, ``cause_params``) says that cause in the reader's language too."""
+        if not self.key:
+            return self.line
+        params = dict(self.params)
+        if params.get("cause"):
+            params["message"] = say(params["cause"], **params.get("cause_params", {}))
+        return say(self.key, **params)
+
+    def cause_said(self) -> str:
+        """A failure's cause alone, in the current reader's language."""
+        cause = self.params.get("cause")
+        return say(cause, **self.params.get("cause_params", {})) if cause else self.params.get(
+            "message", self.line)
 
 
 def record_step(db: Database, job_id: str, m: StepMetrics) -> None:

@@ -283,9 +283,9 @@ def _load_result(load, result: formats.ImportResult, source: Source, model: str,
         return load(result.dataset, source, model, name)
     table = result.table
     if table is None or not table.header or not table.rows:
-        raise DatasetError("The file has no rows: add a header row and at least one example.")
+        raise DatasetError.of("data.no_rows")
     input_columns, output_column = formats.guess_mapping(table.header)
     if output_column is None or not input_columns:
-        raise DatasetError("The file needs at least two columns: one or more inputs and one output.")
+        raise DatasetError.of("data.two_columns")
     return load(formats.map_columns(table, input_columns, output_column), source, model, name,
                 output_column)

@@ -78,7 +78,7 @@ def _taking_request(wrapper, handler):
 def _shown(handler, error: Exception):
     """Tell the user (a toast) and keep every output as it is."""
     if isinstance(error, (gr.Error, StudioError)):
-        gr.Warning(error.message if isinstance(error, gr.Error) else str(error),
+        gr.Warning(error.message if isinstance(error, gr.Error) else error.said(),
                    title=say("new.cannot"))
     else:  # the boundary: log the traceback, show a safe message
         log.error("handler %s failed", handler.__name__, exc_info=error)

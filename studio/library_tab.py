@@ -138,17 +138,25 @@ def job_details(ctx: StudioContext, job) -> str:
             + "\n\n" + say("library.settings_table") + "\n|---|---|\n" + settings)
 
 
-def job_header(job) -> str:
+def job_header(job, log_lines=()) -> str:
+    """The job's title, state and progress; a failed job's error in the reader's language (from
+    its ``log.failed`` line in ``log_lines``)."""
     lines = [f"### {html.escape(job.display_name)} · `{job.id}`",
              f"**{state_text(job)}** · {progress_text(job)} · "
              + say("library.step", done=job.completed_steps, total=job.total_steps or "?")]
     if final_loss_text(job):
         lines[-1] += " · " + say("library.final_loss", loss=final_loss_text(job))
     if job.error:
-        lines.append(f"\n**{say('library.error')}:** {html.escape(job.error)}")
+        failures = [line for line in log_lines if line.key == "log.failed"]
+        error = failures[-1].cause_said() if failures else job.error
+        lines.append(f"\n**{say('library.error')}:** {html.escape(error)}")
     if job.partial:
         lines.append("\n" + say("library.partial_note"))
     return "\n".join(lines)
+
+
+def _failure_lines(ctx: StudioContext, job) -> list:
+    return ctx.store.log_lines(job.id) if job.error else []
 
 
 def job_page(ctx: StudioContext, job_id, seen_before: dict, force: bool = False):
@@ -170,14 +178,14 @@ def job_page(ctx: StudioContext, job_id, seen_before: dict, force: bool = False)
     if force or now != {k: seen_before.get(k) for k in now}:
         steps = ctx.store.metrics_after(job_id, 0)
         figure = gr.Plot(loss_figure(steps, evals, ctx.store.job_snapshots(job_id)))
-        log_text = "\n".join(f"{line.time[11:19]}  {line.said()}"
-                              for line in ctx.store.log_lines(job_id))
+        log_lines = ctx.store.log_lines(job_id)
+        log_text = "\n".join(f"{line.time[11:19]}  {line.said()}" for line in log_lines)
         buttons = action_buttons(job)
         if not force and seen_before.get("job") == job_id:
             buttons = buttons[:-1] + (gr.skip(),)  # a confirmation being answered stays open
-        return (table, gr.Group(visible=True), job_header(job), figure,
+        return (table, gr.Group(visible=True), job_header(job, log_lines), figure,
                 job_details(ctx, job), log_text, seen, job_id, *buttons)
-    return (table, gr.Group(visible=True), job_header(job), gr.skip(), gr.skip(), gr.skip(), seen,
+    return (table, gr.Group(visible=True), job_header(job, _failure_lines(ctx, job)), gr.skip(), gr.skip(), gr.skip(), seen,
             gr.skip(), *ACTIONS_KEPT)
 
 ACTIONS_KEPT = (gr.skip(),) * 7

@@ -226,11 +226,10 @@ def error_text(error: Exception) -> str:
 
 
 def describe_estimate(estimate) -> str:
-    minutes = estimate.total_seconds / 60
-    pace = f"{estimate.seconds_per_step:.2f} s per step measured on this machine"
-    return (f"**{estimate.train_examples} training examples → {estimate.steps_per_epoch} steps per "
-            f"epoch, {estimate.total_steps} steps in all.** About "
-            f"{minutes:.1f} minutes ({pace}; {estimate.device}, {estimate.precision}).")
+    return say("new.estimate_text", examples=estimate.train_examples,
+               steps_per_epoch=estimate.steps_per_epoch, total=estimate.total_steps,
+               minutes=estimate.total_seconds / 60, pace=estimate.seconds_per_step,
+               device=estimate.device, precision=estimate.precision)
 
 
 def dataset_version(ctx: StudioContext, name, version_number):

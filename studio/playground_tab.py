@@ -92,16 +92,16 @@ def _text(content) -> str:
 def _describe(ctx: StudioContext, target) -> str:
     lines = [f"**{target.label}**"]
     if target.is_tuned:
-        kind = "chat" if _is_chat(target) else f"{len(target.template.inputs)} input field(s)"
-        lines.append(f"Tuned from {target.base.name}; prompted with its training template ({kind}).")
+        kind = (say("playground.kind_chat") if _is_chat(target) else
+                say("playground.kind_fields", n=len(target.template.inputs)))
+        lines.append(say("playground.tuned_from", base=target.base.name, kind=kind))
     else:
-        lines.append("Base model: prompted through its chat template.")
+        lines.append(say("playground.base_described"))
     if target.partial:
-        lines.append("This is a partial model (its job was cancelled): answers may be unpredictable.")
+        lines.append(say("playground.partial"))
     if ctx.runner is not None and ctx.runner.current_job_id:
-        lines.append(f"A tuning job ({ctx.runner.current_job_id}) is training on this machine: "
-                     "answers are slower until it ends.")
-    lines.append(f"Loaded models: {inference.default_cache().status()}")
+        lines.append(say("playground.training_now", job=ctx.runner.current_job_id))
+    lines.append(say("playground.loaded", status=inference.default_cache().status()))
     return "  \n".join(lines)
 
 

@@ -22,7 +22,7 @@ from tests.runner_helpers import wait_for, word_dataset
 from tests.studio_process import start_studio, stop_studio
 from training import models
 from training.core.config import TuningConfig
-from training.core.disk_space import is_disk_full, no_space_message
+from training.core.disk_space import is_disk_full, no_space
 from training.core.errors import ModelError, StorageFullError
 from training.core.generation import (
     GenerationParams, load_generation_defaults, save_generation_defaults,
@@ -89,8 +89,8 @@ def test_torchs_error_on_a_full_disk_is_recognised_and_nothing_half_written_stay
                             lambda folder: torch.save(torch.zeros(2**18), folder / "state.pt"))
     assert is_disk_full(caught.value)
     assert sorted(p.name for p in small_disk.iterdir()) == [FILLER]
-    assert no_space_message(small_disk) == (f"No space left in {small_disk} (0 MB free): free "
-                                            "some space and try again.")
+    assert str(no_space(small_disk)) == (f"No space left in {small_disk} (0 MB free): free "
+                                         "some space and try again.")
 
 
 def test_other_errors_are_not_taken_for_a_full_disk():

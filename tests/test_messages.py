@@ -39,6 +39,7 @@ def keys_in_code() -> set[str]:
                  *ROOT.joinpath("storage").rglob("*.py")]:
         text = path.read_text(encoding="utf-8")
         found |= set(re.findall(r"""say\(\s*["']([a-z_.]+)["']""", text))
+        found |= set(re.findall(r"""\.of\(\s*["']([a-z_.]+)["']""", text))
         found |= set(re.findall(r"""\.log\(\s*(?:[\w.]+,\s*)?["'](log\.[a-z_]+)["']""", text))
     return found
 
@@ -67,6 +68,15 @@ def test_every_key_the_code_says_is_in_the_catalogue():
     used |= {f"validation.more.{code}" for code in (
         "empty_input", "empty_output", "input_too_long", "output_too_long", "duplicate",
         "conflicting_outputs", "will_truncate", "other")}
+    used |= {f"request.{what}_error_{n}" for what in ("dataset", "eval_dataset")
+             for n in ("one", "many")}
+    used |= {f"training.target_modules_{n}" for n in ("one", "many")}
+    used |= {f"training.what_{what}" for what in ("training", "evaluation")}
+    used |= {"export.no_adapter", "export.not_ready", "target.no_checkpoint",
+             "target.no_checkpoint_yet", "model.no_memory_gpu", "model.no_memory",
+             "disk.no_space_resume", "model.bundled_no_space", "training.out_of_memory",
+             "training.out_of_memory_gpu", "target.not_ready_checkpoints", "target.not_ready",
+             "target.no_final_adapter", "target.no_adapter", "cache.one", "cache.many"}
     assert len(used) > 40
     assert sorted(used - set(EN)) == []
 

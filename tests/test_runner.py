@@ -4,6 +4,7 @@ Behaviours that train use the real trainer on the tiny 2-layer model; queue book
 does not concern training uses ``RecordingTrain`` (tests/runner_helpers.py).
 """
 
+import contextlib
 import json
 
 import pytest
@@ -12,13 +13,23 @@ from storage.db import Store
 from tests.runner_helpers import RecordingTrain, claim, wait_for, word_dataset
 from training.core.config import TuningConfig
 from training.core.dataset import Dataset
-from training.core.errors import StudioError
+from training.core.errors import StudioError, TrainingError
+from training.core.messages import LANGUAGE
 from training.core.states import IllegalTransition
 from training.jobs.runner import JobRequest, JobRunner, StopCheck
 
 FAST = dict(batch_size=4, learning_rate=0.01, lora_rank=4, max_input_tokens=64,
             max_output_tokens=16, precision="fp32")
 """Tiny-model settings: 40 examples are 10 steps per epoch."""
+
+
+@contextlib.contextmanager
+def saying(language):
+    token = LANGUAGE.set(language)
+    try:
+        yield
+    finally:
+        LANGUAGE.reset(token)
 
 
 @pytest.fixture
@@ -197,6 +208,23 @@ def test_an_unexpected_error_fails_the_job_with_its_type_and_the_traceback_in_th
                          "job's log.")
     log = log_text(store, job.id)
     assert "Traceback (most recent call last)" in log and "RuntimeError: disk on fire" in log
+
+
+def test_a_failure_is_kept_in_english_and_read_in_each_readers_language(store, data_dir, version_id, tiny_model_dir, runners):
+    with saying("fr"):  # raised while another page's language was current: stored in English
+        error = TrainingError.of("training.checkpoint_steps", folder="f", saved=3, now=4)
+    runner = start(runners, store, data_dir, RecordingTrain(error=error))
+    job = runner.wait(runner.submit(request(version_id, tiny_model_dir)).id, timeout_s=30)
+    assert job.error == ("The checkpoint f was made with 3 steps per epoch, but these settings and "
+                         "examples give 4: tune again from the beginning.")
+    failed = [line for line in store.log_lines(job.id) if line.key == "log.failed"]
+    assert failed[-1].line == f"Failed: {job.error}"
+    with saying("fr"):
+        assert failed[-1].said() == ("Échec : Le point de contrôle f a été fait avec 3 pas par "
+                                     "époque, mais ces réglages et exemples en donnent 4 : relancez "
+                                     "l'ajustement depuis le début.")
+    with saying("zh-CN"):
+        assert failed[-1].cause_said().startswith("检查点 f 是按每轮 3 步生成的")
 
 
 def test_resuming_a_failed_job_queues_it_again(store, data_dir, version_id, tiny_model_dir):

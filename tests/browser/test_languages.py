@@ -13,7 +13,8 @@ from tests.browser.helpers import SAMPLE
 from training.core import messages
 
 TECHNICAL = {"lora", "csv", "tsv", "xlsx", "json", "jsonl", "gguf", "bf16", "fp32", "auto",
-             "cpu", "smollm2", "instruct", "gradio", "api", "mb", "id"}
+             "cpu", "smollm2", "instruct", "gradio", "api", "mb", "id",
+             "alpha", "dropout", "proj", "gate", "down"}  # LoRA's terms and the layers' names
 """Names that stay as they are in every language."""
 
 DATA = ["#grid", "#prompt-preview", "#mapping-preview", "#fields", "#preamble", "#output-label",
@@ -103,7 +104,16 @@ def test_upload_report_tune_library_in_the_pages_language(page, module_studio_se
     page.get_by_role("option", name=dataset, exact=True).click()
     page.locator("#new-epochs input").fill("2")
     page.locator("#new-batch-size input").fill("16")
+    advanced = {"zh-CN": i18n.ZH, "fr": i18n.FR}[language]["new.advanced"]
+    page.locator("#new-advanced").get_by_text(advanced).click()
+    page.locator("#new-eval-rows input").fill("145")  # leaves 5 of 150 for training: refused
+    page.locator("#new-eval-rows input").press("Tab")
+    page.locator("#new-tune").click()
+    too_many = messages.CATALOGUE[language]["request.eval_rows_too_many"].split("{")[0]
+    expect(page.locator("#new-message")).to_contain_text(too_many.strip())
     assert english_left(page, language, name, dataset, str(tiny_model_dir)) == []
+    page.locator("#new-eval-rows input").fill("0")
+    page.locator("#new-eval-rows input").press("Tab")
     page.locator("#new-tune").click()
 
     header = page.locator("#job-header")

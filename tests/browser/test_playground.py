@@ -72,6 +72,8 @@ def test_batch_test_scores_a_tuned_model_on_a_saved_dataset(page, studio_server,
     page.get_by_text("Batch test", exact=True).click()
     page.locator("#batch-dataset input").click()
     page.get_by_role("option", name="support_tickets").click()
+    # choosing the dataset sets "Rows to run" to all of it: wait for that before changing it
+    expect(page.locator("#batch-limit input")).to_have_value("150")
     page.locator("#batch-limit input").fill("4")
     page.locator("#batch-run").click()
     expect(page.locator("#batch-summary")).to_contain_text(

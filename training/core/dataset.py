@@ -57,23 +57,17 @@ class PromptTemplate:
     def check(self) -> None:
         """Raise DatasetError naming the first field that makes this template unusable."""
         if self.kind not in ("structured", "chat"):
-            raise DatasetError(f"Template kind '{self.kind}' is unknown: use 'structured' or 'chat'.")
+            raise DatasetError.of("template.kind_unknown", kind=self.kind)
         if self.kind == "chat":
             return
         if not self.inputs:
-            raise DatasetError("The prompt needs at least one input field: add one.")
+            raise DatasetError.of("template.no_inputs")
         seen: set[str] = set()
         for position, item in enumerate(self.inputs, start=1):
             if not _KEY_RE.match(item.key):
-                raise DatasetError(
-                    f"Input field {position} is named '{item.key}': use letters, digits, spaces, "
-                    "'-' or '_' (at most 64), starting with a letter."
-                )
+                raise DatasetError.of("template.bad_key", position=position, key=item.key)
             if item.key.lower() == OUTPUT_COLUMN or item.key.lower() in seen:
-                raise DatasetError(
-                    f"Input field {position} is named '{item.key}', which is already taken: "
-                    "give each field its own name."
-                )
+                raise DatasetError.of("template.key_taken", position=position, key=item.key)
             seen.add(item.key.lower())
 
     def to_dict(self) -> dict:

@@ -15,12 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from training.core.errors import StorageFullError
+from training.core.errors import StorageFullError, StudioError
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _FULL_TEXTS = ("no space left", "database or disk is full", "disk quota exceeded", "os error 28",
                "unexpected pos", "file write failed")
-TRY_AGAIN = "free some space and try again"
 
 
 def is_disk_full(error: BaseException | None) -> bool:
@@ -52,13 +51,15 @@ def free_mb(folder: Path) -> int:
         return 0
 
 
-def no_space_message(folder: Path, then: str = TRY_AGAIN) -> str:
-    """"No space left in <folder> (N MB free): <then>." """
-    return f"No space left in {folder} ({free_mb(folder)} MB free): {then}."
+def no_space(folder: Path, key: str = "disk.no_space", error: type[StudioError] = StorageFullError,
+             **params) -> StudioError:
+    """"No space left in <folder> (N MB free): <what to do>." as ``error``; ``key`` names the
+    message (``disk.no_space``: try again; ``disk.no_space_resume``: resume the job)."""
+    return error.of(key, folder=folder, free=free_mb(folder), **params)
 
 
 @contextmanager
-def full_disk_as_error(folder: Path, then: str = TRY_AGAIN) -> Iterator[None]:
+def full_disk_as_error(folder: Path) -> Iterator[None]:
     """Inside, an error that says the disk is full becomes ``StorageFullError`` naming
     ``folder``; every other error passes through unchanged."""
     try:
@@ -67,5 +68,5 @@ def full_disk_as_error(folder: Path, then: str = TRY_AGAIN) -> Iterator[None]:
         raise
     except Exception as error:
         if is_disk_full(error):
-            raise StorageFullError(no_space_message(folder, then)) from error
+            raise no_space(folder) from error
         raise

@@ -4,6 +4,8 @@ Every exception here carries a message that is safe to show to a person and says
 The studio turns them into ``gr.Error`` at the handler edge; the command line prints them.
 """
 
+from training.core.messages import say
+
 
 class StudioError(Exception):
     """Base class: the message is shown to the user as it is. ``field`` names the part of a
@@ -13,6 +15,21 @@ class StudioError(Exception):
     def __init__(self, *args, field: str | None = None):
         super().__init__(*args)
         self.field = field
+        self.key, self.params = "", {}
+
+    @classmethod
+    def of(cls, key: str, /, *, field: str | None = None, **params) -> "StudioError":
+        """The error whose message is the catalogue's ``key`` in the current page's language
+        (``training.core.messages``). It keeps the key and its values, so that a reader in another
+        language (a failed job's log) reads it in theirs."""
+        params = {k: v if isinstance(v, (str, int, float)) else str(v) for k, v in params.items()}
+        error = cls(say(key, **params), field=field)
+        error.key, error.params = key, params
+        return error
+
+    def said(self) -> str:
+        """The message in the current reader's language (as raised, for one without a key)."""
+        return say(self.key, **self.params) if self.key else str(self)
 
 
 class InvalidRequestError(StudioError):

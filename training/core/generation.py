@@ -69,27 +69,23 @@ class GenerationParams:
         """Every unusable setting, one message each (empty when all is well)."""
         found = []
         if not _number_in(self.temperature, 0, MAX_TEMPERATURE):
-            found.append(f"Temperature is {_shown(self.temperature)}: use a number from 0 (always "
-                         f"the most likely token) to {MAX_TEMPERATURE:g}.")
+            found.append(say("generation.temperature", value=_shown(self.temperature),
+                             most=MAX_TEMPERATURE))
         if not _number_in(self.top_p, 0, 1) or self.top_p == 0:
-            found.append(f"Top-p is {_shown(self.top_p)}: use a number above 0 and at most 1 "
-                         "(1 keeps every token).")
+            found.append(say("generation.top_p", value=_shown(self.top_p)))
         if not _whole_in(self.top_k, 0, MAX_TOP_K):
-            found.append(f"Top-k is {_shown(self.top_k)}: use a whole number from 0 (no limit) to "
-                         f"{MAX_TOP_K:,}.")
+            found.append(say("generation.top_k", value=_shown(self.top_k), most=MAX_TOP_K))
         if not _whole_in(self.max_output_tokens, 1, MAX_OUTPUT_TOKENS):
-            found.append(f"Maximum output tokens is {_shown(self.max_output_tokens)}: use a whole "
-                         f"number from 1 to {MAX_OUTPUT_TOKENS:,}.")
+            found.append(say("generation.max_output_tokens", value=_shown(self.max_output_tokens),
+                             most=MAX_OUTPUT_TOKENS))
         if len(self.stop_sequences) > MAX_STOP_SEQUENCES:
-            found.append(f"There are {len(self.stop_sequences)} stop sequences: use at most "
-                         f"{MAX_STOP_SEQUENCES}.")
+            found.append(say("generation.stop_count", count=len(self.stop_sequences),
+                             most=MAX_STOP_SEQUENCES))
         for number, text in enumerate(self.stop_sequences, start=1):
             if not isinstance(text, str) or not text:
-                found.append(f"Stop sequence {number} is empty: remove it or type the text that "
-                             "should end an answer.")
+                found.append(say("generation.stop_empty", number=number))
         if self.seed is not None and not _whole_in(self.seed, 0, MAX_SEED):
-            found.append(f"Seed is {_shown(self.seed)}: use a whole number from 0 to {MAX_SEED}, "
-                         "or leave it empty for a different answer each time.")
+            found.append(say("generation.seed", value=_shown(self.seed), most=MAX_SEED))
         return found
 
     def check(self) -> "GenerationParams":
@@ -155,8 +151,7 @@ def load_generation_defaults(model_dir: Path, fallback: GenerationParams = TUNED
         data = json.loads(path.read_text(encoding="utf-8"))
         params = GenerationParams.from_dict({**fallback.to_dict(), **data})
     except (OSError, ValueError, TypeError, AttributeError) as error:
-        raise ConfigError(f"The generation settings in {path} cannot be read ({error}): fix the "
-                          "file or delete it to use the defaults.") from error
+        raise ConfigError.of("generation.unreadable", path=path, error=error) from error
     return params.check()
 
 

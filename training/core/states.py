@@ -148,9 +148,7 @@ def check_tuned_model_id(model_id: str) -> str:
     """A tuned-model id chosen by the caller (the API's ``tunedModelId``), as the Gemini API
     allows it: lowercase letters, digits and '-', starting with a letter, 1-40 characters."""
     if not TUNED_MODEL_ID_RE.fullmatch(model_id or ""):
-        raise InvalidRequestError(
-            f"The tuned model id '{model_id}' is not allowed: use 1 to {MAX_ID_CHARS} lowercase "
-            "letters, digits and '-', starting with a letter and not ending with '-'.")
+        raise InvalidRequestError.of("model_id.not_allowed", id=model_id, most=MAX_ID_CHARS)
     return model_id
 
 

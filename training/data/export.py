@@ -111,7 +111,7 @@ def export_file(dataset: Dataset, fmt: ExportFormat, directory: Path, name: str)
     file and a rename, so a crash leaves either the old file or the whole new one."""
     writer = _WRITERS.get(fmt)
     if writer is None:
-        raise DatasetError(f"Export format '{fmt}' is unknown: use csv, xlsx or jsonl.")
+        raise DatasetError.of("export.format_unknown", fmt=fmt)
     data = writer(dataset)
     directory = Path(directory)
     target = directory / f"{safe_name(name, fmt)}.{fmt}"
@@ -158,7 +158,5 @@ def _text_cells(sheet, values) -> list:
 def _check_cell_lengths(row: list[str], columns: tuple[str, ...], number: int) -> None:
     for column, value in zip(columns, row):
         if len(neutralise(value)) > XLSX_MAX_CELL_CHARS:
-            raise DatasetError(
-                f"Row {number}: {column} is {len(value):,} characters; an Excel cell holds at "
-                f"most {XLSX_MAX_CELL_CHARS:,}. Shorten it, or export as CSV or JSONL instead."
-            )
+            raise DatasetError.of("export.cell_too_long", row=number, column=column,
+                                  chars=len(value), most=XLSX_MAX_CELL_CHARS)

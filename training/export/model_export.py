@@ -94,11 +94,8 @@ def gather_facts(store, data_dir: Path, job_id: str) -> ModelFacts:
     data_dir, job = Path(data_dir), store.get_job(job_id)
     adapter = job.path(data_dir, job.result_dir)
     if not has_adapter(adapter):
-        raise ModelError(
-            f"The tuned model '{job.id}' has no adapter to download yet (it is {job.gemini_state}, "
-            f"{job.state}): wait until it is ACTIVE, then download it." if not job.is_final else
-            f"The tuned model '{job.id}' has no adapter to download (it is {job.state} and kept no "
-            "checkpoint): tune it again.")
+        raise ModelError.of("export.no_adapter" if job.is_final else "export.not_ready",
+                            id=job.id, gemini_state=job.gemini_state, state=job.state)
     target = resolve_target(store, data_dir, job.id)
     dataset, eval_dataset = store.dataset_version_info(job.dataset_version_id), None
     if job.eval_dataset_version_id is not None:

@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Mapping
 from training.core.dataset import Dataset, Example
 from training.core.errors import DatasetError
 from training.core.generation import GenerationParams
+from training.core.messages import say
 from training.data.export import neutralise
 from training.inference.engine import stream
 from training.inference.model_cache import ModelCache
@@ -110,8 +111,7 @@ def fit_dataset(target: Target, dataset: Dataset) -> tuple[Target, Dataset, str]
         (key,), (column,) = wanted, given
         examples = tuple(Example({key: example.fields.get(column, "")}, example.output,
                                  example.source) for example in dataset.examples)
-        return target, Dataset(target.template, examples), (
-            f"The dataset's field '{column}' is given to the model as its field '{key}'.")
-    raise DatasetError(
-        f"The dataset's fields ({', '.join(given)}) are not the fields '{target.name}' was "
-        f"tuned on ({', '.join(wanted)}): choose a dataset made with the same prompt.")
+        return target, Dataset(target.template, examples), say(
+            "batch.fields_mapped", column=column, key=key)
+    raise DatasetError.of("batch.fields_differ", given=", ".join(given), model=target.name,
+                          wanted=", ".join(wanted))

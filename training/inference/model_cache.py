@@ -31,6 +31,7 @@ from typing import Literal
 
 from training.core.errors import ModelError
 from training.core.layout import ADAPTER_WEIGHTS
+from training.core.messages import say
 from training.models import ModelRef, building, load_model, load_tokenizer
 
 Precision = Literal["auto", "fp32", "bf16"]
@@ -140,10 +141,10 @@ class ModelCache:
         with self._lock:
             count = len(self._entries)
             used = sum(entry.nbytes for entry in self._entries.values())
+        room = _gb(self.max_bytes)
         if count == 0:
-            return f"No model loaded (room for {_gb(self.max_bytes)})."
-        noun = "model" if count == 1 else "models"
-        return f"{count} {noun} loaded, {_gb(used)} of {_gb(self.max_bytes)}."
+            return say("cache.empty", room=room)
+        return say("cache.one" if count == 1 else "cache.many", count=count, used=_gb(used), room=room)
 
     def clear(self) -> None:
         with self._lock:
@@ -171,10 +172,8 @@ class ModelCache:
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
-            where = "GPU memory" if self.device.startswith("cuda") else "memory"
-            raise ModelError(f"There is not enough {where} to load {label}, even with no other "
-                             "model loaded: stop training or close other programs, or choose a "
-                             "smaller model.") from error
+            raise ModelError.of("model.no_memory_gpu" if self.device.startswith("cuda") else
+                                "model.no_memory", label=label) from error
 
     def _load(self, base: ModelRef, adapter_dir: Path | None, key: CacheKey, label: str) -> LoadedModel:
         model = load_model(base, dtype="float32")
@@ -201,9 +200,8 @@ def apply_adapter(model, adapter_dir: Path, merge: bool, base: ModelRef, label: 
         if isinstance(error, RuntimeError) and "out of memory" in str(error).lower():
             raise
         line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise ModelError(f"The adapter of {label} in {adapter_dir} cannot be applied to the base "
-                         f"model {base.name} ({line}): choose another checkpoint, or tune the model "
-                         "again.") from error
+        raise ModelError.of("model.adapter_mismatch", label=label, folder=adapter_dir,
+                            base=base.name, line=line) from error
     return model.merge_and_unload() if merge else model
 
 

@@ -82,15 +82,14 @@ def resolve_target(store, data_dir: Path, name: str, checkpoint: str | None = No
     text = (name or "").strip()
     checkpoint = (checkpoint or "").strip() or None
     if not text:
-        raise ModelError("No model was chosen: choose a tuned model from My Library or a base model.")
+        raise ModelError.of("target.none")
     try:
         job = store.get_job(text)
     except NotFoundError:
         job = None
     if job is None:
         if checkpoint is not None:
-            raise ModelError(f"Checkpoints belong to tuned models, and '{text}' is a base model: "
-                             "leave the checkpoint empty or choose a tuned model.")
+            raise ModelError.of("target.checkpoint_of_base", name=text)
         return Target(text, _resolve_base(text, data_dir), None, None, BASE_DEFAULTS)
     return _tuned_target(store, Path(data_dir), job, checkpoint)
 
@@ -107,10 +106,8 @@ def _resolve_base(name: str, data_dir: Path) -> models.ModelRef:
     except ModelError:
         if "/" in name or "\\" in name or name.startswith((".", "~")):
             raise  # a path: resolve_model's message names what the folder lacks
-        raise ModelError(
-            f"'{name}' is neither a tuned model in this library nor a base model: choose a tuned "
-            f"model id shown in My Library, {models.BUNDLED_MODEL}, a local model folder or a "
-            f"Hugging Face model id such as {models.HUB_EXAMPLE}.") from None
+        raise ModelError.of("target.unknown", name=name, bundled=models.BUNDLED_MODEL,
+                            example=models.HUB_EXAMPLE) from None
 
 
 def _tuned_target(store, data_dir: Path, job, checkpoint: str | None) -> Target:
@@ -122,7 +119,8 @@ def _tuned_target(store, data_dir: Path, job, checkpoint: str | None) -> Target:
     else:
         adapter = job.path(data_dir, job.result_dir)
         if not has_adapter(adapter):
-            raise ModelError(_not_ready(job, available))
+            raise ModelError.of(_not_ready(job, available), id=job.id, state=job.state,
+                                available=", ".join(available))
     return Target(
         name=job.id, base=_tuned_base(job, folder, data_dir), adapter_dir=adapter,
         template=store.get_dataset_version(job.dataset_version_id).dataset.template,
@@ -161,25 +159,18 @@ def _checkpoint_adapter(job_id: str, folder: Path, checkpoint: str, available: l
     match = _CHECKPOINT_RE.match(checkpoint)
     name = f"epoch-{int(match.group(1))}" if match else checkpoint
     if name not in available:
-        choices = (f"choose one of {', '.join(available)}." if available else
-                   "it has none yet; leave the checkpoint empty to use the final model.")
-        raise ModelError(f"The tuned model '{job_id}' has no checkpoint '{checkpoint}': {choices}")
+        raise ModelError.of("target.no_checkpoint" if available else "target.no_checkpoint_yet",
+                            id=job_id, checkpoint=checkpoint, available=", ".join(available))
     return folder / CHECKPOINTS / name / ADAPTER
 
 
 def _not_ready(job, available: list[str]) -> str:
-    listed = ", ".join(available)
+    """The message key saying why ``job`` has no model to use yet."""
     if not job.is_final:
-        if available:
-            return (f"The tuned model '{job.id}' is not ready yet (it is {job.state}): wait until "
-                    f"training finishes, or choose one of its checkpoints: {listed}.")
-        return (f"The tuned model '{job.id}' is not ready yet (it is {job.state}) and has no "
-                "checkpoint yet: wait until training finishes.")
-    if available:
-        return (f"The tuned model '{job.id}' has no final adapter (it is {job.state}): choose one "
-                f"of its checkpoints ({listed}) or tune it again.")
-    return (f"The tuned model '{job.id}' has no adapter (it is {job.state} and kept no "
-            "checkpoint): tune it again.")
+        key = "target.not_ready_checkpoints" if available else "target.not_ready"
+    else:
+        key = "target.no_final_adapter" if available else "target.no_adapter"
+    return key
 
 
 def _tuned_base(job, folder: Path, data_dir: Path) -> models.ModelRef:

@@ -18,6 +18,7 @@ from training.core.dataset import NewDataset
 from training.core.errors import DatasetError, ModelError
 from training.core.generation import GenerationParams
 from training.core.limits import DatasetLimits
+from training.core.messages import say
 from training.core.states import check_description, check_display_name, check_tuned_model_id
 from training.data.report import Report
 from training.data.validation import validate
@@ -60,15 +61,12 @@ def check_request(store: Store, data_dir: Path, request: JobRequest, limits: Dat
     eval_id, eval_rows = request.eval_dataset_version_id, request.config.eval_rows
     if eval_id is not None:
         if eval_rows:
-            raise DatasetError("Choose either evaluation rows or an evaluation dataset, not "
-                               "both: set evaluation rows to 0 or clear the evaluation dataset.")
+            raise DatasetError.of("request.eval_both")
         _check_eval_dataset(store, eval_id, limits)
     request.config.check(has_eval_set=eval_id is not None or eval_rows > 0)
     if eval_rows and examples - eval_rows < limits.min_examples:
-        raise DatasetError(
-            f"Evaluation rows is {eval_rows} but the dataset has {examples} examples: at "
-            f"least {limits.min_examples} must remain for training. Lower evaluation "
-            "rows or add examples.")
+        raise DatasetError.of("request.eval_rows_too_many", eval_rows=eval_rows,
+                              examples=examples, least=limits.min_examples)
     check_base_model(request.base_model, data_dir)
     return examples
 
@@ -91,25 +89,25 @@ def _check_eval_dataset(store: Store, version_id: int, limits: DatasetLimits) ->
     version = store.get_dataset_version(version_id)
     count, low, high = len(version.dataset.examples), limits.min_eval_examples, limits.max_eval_examples
     if not low <= count <= high:
-        raise DatasetError(
-            f"The evaluation dataset '{version.name}' version {version.version} has {count} "
-            f"examples: use one with {low} to {high}.")
+        raise DatasetError.of("request.eval_dataset_size", name=version.name,
+                              version=version.version, count=count, low=low, high=high)
     _check_dataset(version, validate(version.dataset, replace(limits, min_examples=0)),
-                   "evaluation dataset")
+                   "eval_dataset")
 
 
 def _check_new_dataset(report: Report) -> None:
     if not report.ok:
         errors = report.errors
-        more = f" ({len(errors) - 1} more problem(s) after it)" if len(errors) > 1 else ""
+        more = say("request.more_problems", more=len(errors) - 1) if len(errors) > 1 else ""
         raise DatasetError(f"{errors[0].message}{more}", field="dataset")
 
 
 def _check_dataset(version, report: Report, what: str) -> None:
+    """DatasetError naming the first of the version's errors; ``what``: ``dataset`` or
+    ``eval_dataset``."""
     if report.ok:
         return
     errors = report.errors
-    raise DatasetError(
-        f"The {what} '{version.name}' version {version.version} has {len(errors)} "
-        f"error{'' if len(errors) == 1 else 's'}: fix {'it' if len(errors) == 1 else 'them'} in "
-        f"the editor and save a new version. First: {errors[0].message}")
+    raise DatasetError.of(f"request.{what}_error_{'one' if len(errors) == 1 else 'many'}",
+                          name=version.name, version=version.version, count=len(errors),
+                          first=errors[0].message)

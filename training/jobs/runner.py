@@ -33,12 +33,13 @@ from storage.jobs import Job
 from training import models
 from training.core.atomic import write_file_atomic
 from training.core.config import TuningConfig
-from training.core.disk_space import is_disk_full, no_space_message
-from training.core.errors import NotFoundError, StorageFullError, StudioError
+from training.core.disk_space import is_disk_full, no_space
+from training.core.errors import NotFoundError, StorageFullError, StudioError, TrainingError
 from training.core.layout import (
     BASE_MODEL_FILE, checkpoint_adapter, checkpoint_folders, lock_file, tuned_dir,
 )
 from training.core.limits import DEFAULT_LIMITS, DatasetLimits
+from training.core.messages import english
 from training.core.progress import TrainResult
 from training.core.states import ACTIVE_STATES, FINAL_STATES, IllegalTransition
 from training.jobs.create import create_job
@@ -242,19 +243,21 @@ class JobRunner:
         try:
             result = self._train(job, stop)
         except Exception as error:
-            message, trace = self._failure_message(error), traceback.format_exc().rstrip()
-            self._record(lambda: self._fail(job.id, message, trace))
+            failure, trace = self._failure(error), traceback.format_exc().rstrip()
+            self._record(lambda: self._fail(job.id, failure, trace))
         else:
             self._record(lambda: self._finish(job.id, result))
 
-    def _failure_message(self, error: Exception) -> str:
+    def _failure(self, error: Exception) -> StudioError:
+        """The failure as the user reads it: a StudioError as raised, anything else named with
+        its first line (the traceback goes to the job's log)."""
         if is_disk_full(error):
-            return no_space_message(self.data_dir, "free some space, then resume the job")
+            return no_space(self.data_dir, "disk.no_space_resume")
         if isinstance(error, StudioError):
-            return str(error)
+            return error
         first_line = (str(error).strip().splitlines() or [""])[0][:300]
-        return (f"Training failed ({type(error).__name__}: {first_line}); the traceback is in "
-                "the job's log.")
+        return TrainingError.of("training.failed_unexpected", error=type(error).__name__,
+                                line=first_line)
 
     def _record(self, write: Callable[[], None]) -> None:
         """Write a job's outcome; when the disk is too full even for that, keep it and write it
@@ -312,11 +315,13 @@ class JobRunner:
             self.store.change_job_state(job_id, "interrupt")
             self.store.log(job_id, "log.interrupted", step=result.last_step)
 
-    def _fail(self, job_id: str, message: str, trace: str) -> None:
+    def _fail(self, job_id: str, failure: StudioError, trace: str) -> None:
+        message = english(failure.key, **failure.params) if failure.key else str(failure)
         log.warning("job %s failed: %s\n%s", job_id, message, trace)
         with self.store.transaction():
             self.store.append_log(job_id, trace)
-            self.store.log(job_id, "log.failed", message=message)
+            self.store.log(job_id, "log.failed", message=message, cause=failure.key,
+                           cause_params=failure.params)
             self.store.change_job_state(job_id, "fail", error=message)
 
     # ---- helpers ----

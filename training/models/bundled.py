@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from training.core.disk_space import free_mb, is_disk_full, no_space_message
+from training.core.disk_space import free_mb, is_disk_full, no_space
 from training.core.errors import ModelError
 from training.core.layout import models_dir
 from training.models.loading import building
@@ -35,10 +35,7 @@ def bundled_gguf_path() -> Path:
         candidate = Path(folder) / BUNDLED_GGUF
         if candidate.is_file():
             return candidate
-    raise ModelError(
-        f"The bundled model {BUNDLED_MODEL} is not installed: run `{BUNDLED_INSTALL}`, "
-        "then start the studio again."
-    )
+    raise ModelError.of("model.bundled_missing", model=BUNDLED_MODEL, install=BUNDLED_INSTALL)
 
 
 def bundled_folder(data_dir: Path) -> Path:
@@ -109,9 +106,8 @@ _failed_preparations: dict[Path, _PreparationFailure] = {}
 
 
 def _no_space_error(target: Path) -> ModelError:
-    return ModelError(no_space_message(target.parent, (
-        f"the bundled model {BUNDLED_MODEL} needs about {PREPARED_SIZE_MB} MB there; free some "
-        "space, then try again")))
+    return no_space(target.parent, "model.bundled_no_space", ModelError, model=BUNDLED_MODEL,
+                    size=PREPARED_SIZE_MB)
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -135,10 +131,8 @@ def _convert_into(gguf: Path, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         if is_disk_full(exc):
             raise _no_space_error(target) from exc
-        raise ModelError(
-            f"The bundled model {BUNDLED_MODEL} could not be prepared ({first_line(exc)}): "
-            f"check that {target.parent} is writable and has 1 GB free, then try again."
-        ) from exc
+        raise ModelError.of("model.bundled_failed", model=BUNDLED_MODEL, error=first_line(exc),
+                            folder=target.parent) from exc
     except BaseException:  # KeyboardInterrupt: leave nothing half-written
         shutil.rmtree(staging, ignore_errors=True)
         raise

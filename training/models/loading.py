@@ -66,10 +66,8 @@ def _from_pretrained(loader, ref: ModelRef, **kwargs):
         try:
             return loader.from_pretrained(ref.path, local_files_only=True, **kwargs)
         except (OSError, ValueError, KeyError) as exc:
-            raise ModelError(
-                f"The model {ref.name} could not be loaded from {ref.path} ({first_line(exc)}): "
-                "check that the folder holds a complete model, or choose another base model."
-            ) from exc
+            raise ModelError.of("model.folder_unloadable", model=ref.name, path=ref.path,
+                                error=first_line(exc)) from exc
     try:
         return loader.from_pretrained(ref.path, local_files_only=True, **kwargs)
     except (OSError, ValueError):

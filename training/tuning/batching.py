@@ -115,10 +115,7 @@ def split_eval(dataset: Dataset, eval_rows: int, seed: int) -> tuple[Dataset, Da
         return dataset, None
     count = len(dataset.examples)
     if eval_rows >= count:
-        raise DatasetError(
-            f"Evaluation rows is {eval_rows} but the dataset has {count} examples: use fewer "
-            "evaluation rows so that some remain for training, or add examples."
-        )
+        raise DatasetError.of("batching.eval_rows_too_many", eval_rows=eval_rows, count=count)
     chosen = set(random.Random(seed).sample(range(count), eval_rows))
     train = tuple(ex for i, ex in enumerate(dataset.examples) if i not in chosen)
     held = tuple(ex for i, ex in enumerate(dataset.examples) if i in chosen)

@@ -93,17 +93,13 @@ def read_checkpoint(folder: Path) -> dict:
     folder = Path(folder)
     state_path = folder / STATE_FILE
     if not state_path.is_file() or not (folder / ADAPTER / ADAPTER_WEIGHTS).is_file():
-        raise TrainingError(
-            f"The folder {folder} is not a complete checkpoint (it needs {ADAPTER}/"
-            f"{ADAPTER_WEIGHTS} and {STATE_FILE}): start the job again from the beginning."
-        )
+        raise TrainingError.of("training.checkpoint_incomplete", folder=folder,
+                               needs=f"{ADAPTER}/{ADAPTER_WEIGHTS} and {STATE_FILE}")
     try:
         return torch.load(state_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # the boundary: pickle, zip and torch errors of a damaged file
-        raise TrainingError(
-            f"The checkpoint {state_path} cannot be read ({type(exc).__name__}): start the job "
-            "again from the beginning."
-        ) from exc
+        raise TrainingError.of("training.checkpoint_unreadable", path=state_path,
+                               error=type(exc).__name__) from exc
 
 
 def write_metrics(output_dir: Path, metrics: dict) -> None:

@@ -100,10 +100,7 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 def out_of_memory_error(config: TuningConfig, device: str, longest_tokens: int) -> TrainingError:
     """What to lower when a step does not fit in memory."""
-    where = "GPU memory" if device.startswith("cuda") else "memory"
-    return TrainingError(
-        f"Training ran out of {where} with batch size {config.batch_size} and examples "
-        f"of up to {longest_tokens:,} tokens: lower the batch size (e.g. to "
-        f"{max(1, config.batch_size // 2)}) or the maximum input tokens (now "
-        f"{config.max_input_tokens:,}), then tune again."
-    )
+    return TrainingError.of(
+        "training.out_of_memory_gpu" if device.startswith("cuda") else "training.out_of_memory",
+        batch_size=config.batch_size, longest=longest_tokens, half=max(1, config.batch_size // 2),
+        max_input=config.max_input_tokens)

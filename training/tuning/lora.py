@@ -49,10 +49,8 @@ def check_target_modules(model, target_modules) -> None:
     available = linear_layer_names(model)
     missing = [name for name in target_modules if name not in available]
     if missing:
-        raise ConfigError(
-            f"Target modules {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not a "
-            f"layer of this model: choose among {', '.join(sorted(available))}."
-        )
+        raise ConfigError.of(f"training.target_modules_{'one' if len(missing) == 1 else 'many'}",
+                             missing=", ".join(missing), available=", ".join(sorted(available)))
 
 
 def linear_layer_names(model) -> set[str]:

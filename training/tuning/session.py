@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from training.core.config import TuningConfig
 from training.core.dataset import Dataset
 from training.core.errors import TrainingError
+from training.core.messages import say
 from training.core.progress import EvalMetrics
 from training.models import ModelRef, load_model, load_tokenizer
 from training.tuning.batching import (
@@ -75,10 +76,8 @@ class Session:
 def usable(examples: list[TokenizedExample], what: str) -> list[TokenizedExample]:
     kept = [ex for ex in examples if ex.num_predictions > 0]
     if not kept:
-        raise TrainingError(
-            f"None of the {len(examples)} {what} examples has an output token to learn from: "
-            "fill in the output column, or raise the maximum output tokens."
-        )
+        raise TrainingError.of("training.nothing_to_learn", count=len(examples),
+                               what=say(f"training.what_{what}"))
     return kept
 
 

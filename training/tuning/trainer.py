@@ -96,11 +96,8 @@ class _Run:
     def resume(self, folder: Path) -> None:
         state = read_checkpoint(folder)
         if state.get("steps_per_epoch") != self.s.steps_per_epoch:
-            raise TrainingError(
-                f"The checkpoint {folder} was made with {state.get('steps_per_epoch')} steps per "
-                f"epoch, but these settings and examples give {self.s.steps_per_epoch}: tune again "
-                "from the beginning."
-            )
+            raise TrainingError.of("training.checkpoint_steps", folder=folder,
+                                   saved=state.get("steps_per_epoch"), now=self.s.steps_per_epoch)
         load_adapter_weights(self.s.peft_model, Path(folder) / ADAPTER)
         self.s.optimizer.load_state_dict(state["optimizer"])
         self.s.scheduler.load_state_dict(state["scheduler"])
