@@ -34,6 +34,7 @@ def build_app(ctx, *, host: str, port: int, auth: list[tuple[str, str]] | None,
     import gradio as gr
     from fastapi import FastAPI
 
+    from studio.api import openai_compat
     from studio.api import routes as api
     from studio.app_ui import CSS, build_ui
     from studio.guards import BodyLimitMiddleware, LoginThrottleMiddleware
@@ -47,7 +48,9 @@ def build_app(ctx, *, host: str, port: int, auth: list[tuple[str, str]] | None,
     app.add_middleware(LocaleMiddleware)
     app.add_middleware(LoginThrottleMiddleware)
     app.add_middleware(BodyLimitMiddleware)  # added last: the outermost, before anything reads
-    api.install(app, ctx, api.ApiSettings(api_key=api_key, hub_models=hub_models))  # /v1beta, before the UI's "/"
+    settings = api.ApiSettings(api_key=api_key, hub_models=hub_models)
+    api.install(app, ctx, settings)  # /v1beta, before the UI's "/"
+    openai_compat.install(app, ctx, settings)  # /v1
     app = gr.mount_gradio_app(
         app, demo, path="/",
         server_name=host,

@@ -55,6 +55,16 @@ def run_block(command: list[str], code: str, url: str) -> str:
     return result.stdout
 
 
+def test_the_readme_openai_example_lists_and_answers_whole_and_streamed(studio_url):
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## OpenAI-compatible API\n", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    lines = run_block([sys.executable, "-c"], code, studio_url).splitlines()
+    assert "'SmolLM2-135M-Instruct'" in lines[0]
+    assert "Paris" in lines[1]
+    assert lines[2] == lines[1]  # streamed, the same greedy answer
+
+
 def test_the_readme_curl_example_tunes_answers_streams_and_deletes(studio_url):
     output = run_block(["bash", "-e", "-o", "pipefail", "-c"], api_blocks()["bash"], studio_url)
     assert output.startswith('{"name":"tunedModels/next-number/operations/')

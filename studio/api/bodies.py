@@ -123,14 +123,16 @@ def _check_text(text: str, where: str) -> None:
                       ) from None
 
 
-def check_keys(obj, path: str, known: Sequence[str], ignored: Sequence[str] = ()) -> dict:
+def check_keys(obj, path: str, known: Sequence[str], ignored: Sequence[str] = (), *,
+               proto: bool = True) -> dict:
     """``obj`` as a dict with only ``known`` (or ``ignored``) keys; ApiError naming the first
-    unknown one, the way Google's JSON parser does."""
+    unknown one, the way Google's JSON parser does. ``proto``: keys in either proto3 JSON
+    spelling (``text_input`` is ``textInput``); else exactly as given (OpenAI's snake_case)."""
     if not isinstance(obj, dict):
         raise invalid(f"{path or 'The request body'} must be a JSON object, not {_kind(obj)}.")
     found = {}
     for key, value in obj.items():
-        key = camel(key)  # proto3 JSON accepts both spellings: text_input is textInput
+        key = camel(key) if proto else key
         if key not in known and key not in ignored:
             where = f"{path}.{key}" if path else key
             raise invalid(f"Unknown field {where}: the fields here are {', '.join(known)}.")

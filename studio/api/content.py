@@ -128,16 +128,18 @@ def generate_response(text: str, model_name: str, *, finish_reason: str | None =
     return response
 
 
-def request_for(target: Target, conversation: Conversation, name: str):
+def request_for(target: Target, conversation: Conversation, name: str, *,
+                fields_at: str = "contents[0].parts[0].text",
+                one_turn: str = "send one user turn in contents and no systemInstruction"):
     """What ``inference`` takes for this model: the conversation for chat and base models; for
-    a structured-prompt model one text (a single input field) or its fields as a JSON object."""
+    a structured-prompt model one text (a single input field) or its fields as a JSON object.
+    ``fields_at`` and ``one_turn`` name the request's parts in its API's words."""
     template = target.template
     if template is None or template.kind == "chat":
         return list(conversation.messages)
     if conversation.turns > 1 or any(m.role == "system" for m in conversation.messages):
-        raise invalid(f"{name} was tuned on single prompts, not conversations: send one user turn "
-                      "in contents and no systemInstruction (the preamble it was tuned with is "
-                      "added for you).")
+        raise invalid(f"{name} was tuned on single prompts, not conversations: {one_turn} (the "
+                      "preamble it was tuned with is added for you).")
     keys = template.input_keys
     text = conversation.last_text
     if len(keys) == 1:
@@ -148,6 +150,6 @@ def request_for(target: Target, conversation: Conversation, name: str):
         fields = None
     if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
         example = json.dumps({key: "..." for key in keys})
-        raise invalid(f"contents[0].parts[0].text: {name} takes the input fields "
+        raise invalid(f"{fields_at}: {name} takes the input fields "
                       f"{', '.join(keys)}: send them as a JSON object, e.g. {example}.")
     return fields

@@ -134,13 +134,13 @@ class ApiService:
     # ---- base models ----
 
     def list_models(self, page_size, page_token) -> dict:
-        refs = self._base_refs()
+        refs = self.base_refs()
         return shapes.listing("models", refs, page_size, page_token, self._model_json)
 
     def get_model(self, model_id: str) -> dict:
         return self._model_json(self._base_ref(model_id))
 
-    def _base_refs(self) -> list[models.ModelRef]:
+    def base_refs(self) -> list[models.ModelRef]:
         """The base models the API offers: the bundled one, the folders in data/models, and the
         hub ids the studio was started with. Never an arbitrary path: that stays a choice of the
         machine's owner in the UI and the command line."""
@@ -151,7 +151,7 @@ class ApiService:
         return refs
 
     def _base_ref(self, model_id: str, field: str | None = None) -> models.ModelRef:
-        refs = self._base_refs()
+        refs = self.base_refs()
         for ref in refs:
             if ref.name.lower() == model_id.lower():
                 return ref
