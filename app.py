@@ -31,7 +31,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see t
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
-COMMANDS = ("serve", "validate", "tune", "generate")
+COMMANDS = ("serve", "validate", "tune", "generate", "export")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -79,6 +79,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     cli_generate.add_arguments(generate)
     generate.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                           help="the studio's data folder: where tuned models are (default ./data)")
+
+    from training.cli import export as cli_export
+
+    export = commands.add_parser("export", help="export a tuned model: GGUF (llama.cpp, Ollama), "
+                                                "adapter or merged model")
+    cli_export.add_arguments(export)
+    export.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                        help="the studio's data folder: where tuned models are (default ./data)")
     return parser.parse_args(argv)
 
 
@@ -216,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = args.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         return run(args, data_dir)
+    if args.command == "export":
+        from training.cli.export import run as export
+
+        return export(args, args.data_dir.resolve())
     return serve(args)
 
 

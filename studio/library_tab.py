@@ -18,6 +18,7 @@ from studio.errors import user_errors
 from studio.i18n import t
 from training.core.messages import say
 from training.core.states import ACTIVE_STATES, allowed_events
+from training.export.gguf import DEFAULT_QUANTIZATION, QUANTIZATIONS, export_gguf
 from training.export.model_export import export_adapter, export_merged
 
 JOB_COLUMNS = ("name", "id", "base_model", "state", "progress", "created", "dataset", "epochs",
@@ -98,13 +99,13 @@ def final_loss_text(job) -> str:
 
 
 def action_buttons(job) -> tuple:
-    """Cancel, Resume, Open in playground, both downloads, Delete, each shown when the job's
-    state allows it; the delete confirmation hidden."""
+    """Cancel, Resume, Open in playground, both downloads, the GGUF row, Delete, each shown when
+    the job's state allows it; the delete confirmation hidden."""
     events, has_model = allowed_events(job.state), bool(job.result_dir)
     return (gr.Button(visible="cancel" in events), gr.Button(visible="resume" in events),
             gr.Button(visible=has_model), gr.Button(visible=has_model),
-            gr.Button(visible=has_model), gr.Button(visible=job.state not in ACTIVE_STATES),
-            gr.Group(visible=False))
+            gr.Button(visible=has_model), gr.Row(visible=has_model),
+            gr.Button(visible=job.state not in ACTIVE_STATES), gr.Group(visible=False))
 
 
 def job_rows(ctx: StudioContext) -> list[list]:
@@ -188,7 +189,7 @@ def job_page(ctx: StudioContext, job_id, seen_before: dict, force: bool = False)
     return (table, gr.Group(visible=True), job_header(job, _failure_lines(ctx, job)), gr.skip(), gr.skip(), gr.skip(), seen,
             gr.skip(), *ACTIONS_KEPT)
 
-ACTIONS_KEPT = (gr.skip(),) * 7
+ACTIONS_KEPT = (gr.skip(),) * 8
 
 
 def build(ctx: StudioContext) -> Library:
@@ -211,6 +212,13 @@ def build(ctx: StudioContext) -> Library:
             download_merged = gr.Button(t("library.download_merged"), size="sm",
                                         elem_id="job-download-merged")
             delete = gr.Button(t("library.delete"), size="sm", elem_id="job-delete")
+        with gr.Row(elem_id="job-gguf", equal_height=True) as gguf_row:
+            quantization = gr.Dropdown(list(QUANTIZATIONS), value=DEFAULT_QUANTIZATION,
+                                       label=t("library.gguf_quantization"),
+                                       info=t("library.gguf_info"), scale=3,
+                                       elem_id="job-gguf-quantization")
+            download_gguf = gr.Button(t("library.download_gguf"), size="sm", scale=1,
+                                      elem_id="job-download-gguf")
         with gr.Group(visible=False, elem_id="job-delete-confirm") as confirm:
             confirm_text = gr.Markdown(elem_id="job-delete-question")
             with gr.Row():
@@ -229,7 +237,8 @@ def build(ctx: StudioContext) -> Library:
     address = gr.Textbox(visible=False, elem_id="job-address")
     library = Library(jobs, datasets, selected, panel, header, chart, details, log, seen, timer,
                       tune_again, open_playground, address,
-                      [cancel, resume, open_playground, download, download_merged, delete, confirm])
+                      [cancel, resume, open_playground, download, download_merged, gguf_row,
+                       delete, confirm])
 
     @user_errors
     def on_tick(job_id, seen_before):
@@ -297,6 +306,17 @@ def build(ctx: StudioContext) -> Library:
     download.click(exporter(export_adapter), selected, export_file)
     download_merged.click(exporter(export_merged), selected, export_file,
                           show_progress="full", concurrency_limit=1, concurrency_id="export")
+
+    @user_errors
+    def on_gguf(job_id, chosen, progress=gr.Progress()):
+        if not job_id:
+            raise gr.Error(say("ui.choose_job"))
+        archive = export_gguf(ctx.store, ctx.data_dir, job_id, chosen or DEFAULT_QUANTIZATION,
+                              progress=lambda done, what: progress(done, desc=what))
+        return gr.File(value=str(archive), visible=True)
+
+    download_gguf.click(on_gguf, [selected, quantization], export_file, show_progress="full",
+                        concurrency_limit=1, concurrency_id="export")
     return library
 
 

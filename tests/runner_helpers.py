@@ -3,6 +3,7 @@ not concern training, and polling helpers. Training behaviour is tested with the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -14,7 +15,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 from training.core.dataset import Dataset, Example, PromptTemplate
 from training.core.progress import StepMetrics, TrainResult
@@ -121,6 +124,30 @@ def start_app(args: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "app.py", *args], cwd=REPO, env=env,
                                 stdout=out, stderr=subprocess.STDOUT,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+@contextlib.contextmanager
+def api_studio(data_dir: Path, log: Path, api_key: str) -> Iterator[str]:
+    """``app.py`` serving ``data_dir`` with ``api_key``, once its /v1beta answers: its URL."""
+    port = free_port()
+    process = start_app(["--port", str(port), "--data-dir", str(data_dir), "--api-key", api_key],
+                        log)
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        request = urllib.request.Request(f"{url}/v1beta/models", headers={"x-goog-api-key": api_key})
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    try:
+        poll(up, timeout_s=120, process=process, poll_s=0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def seed_bundled_model(data_dir: Path, prepared: Path) -> None:

@@ -366,3 +366,44 @@ def test_the_api_key_is_required_when_set(studio, headers, params, status):
     assert response.status_code == status
     if status != 200:
         assert response.json()["error"]["status"] in ("PERMISSION_DENIED", "INVALID_ARGUMENT")
+
+
+# ---- export (an extension) ----
+
+def test_export_returns_a_gguf_zip_with_its_modelfile(client, tuned):
+    response = client.post(f"{V}/tunedModels/reverser:export",
+                           json={"format": "gguf", "quantization": "f16"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/zip"
+    assert 'filename="reverser-f16-gguf.zip"' in response.headers["content-disposition"]
+    import io
+    import zipfile
+
+    names = zipfile.ZipFile(io.BytesIO(response.content)).namelist()
+    assert sorted(names) == ["reverser-f16-gguf/Modelfile", "reverser-f16-gguf/README.md",
+                             "reverser-f16-gguf/reverser-f16.gguf"]
+
+
+def test_export_of_a_checkpoint_as_an_adapter(client, tuned):
+    response = client.post(f"{V}/tunedModels/reverser:export",
+                           json={"format": "adapter", "checkpoint": "epoch-1"})
+    assert response.status_code == 200, response.text
+    assert 'filename="reverser-epoch-1-adapter.zip"' in response.headers["content-disposition"]
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({"format": "onnx"}, 400, "The export format 'onnx' is unknown: use one of gguf, adapter, merged."),
+    ({"format": "gguf", "quantization": "q2"}, 400, "The quantization 'q2' is unknown"),
+    ({"format": "merged", "quantization": "q8_0"}, 400, "A quantization applies to GGUF exports only"),
+    ({"checkpoint": "epoch-7"}, 400, "has no checkpoint 'epoch-7': choose one of epoch-1, epoch-2."),
+    ({"size": "big"}, 400, "Unknown field size"),
+])
+def test_export_refusals_name_what_to_choose(client, tuned, body, status, message):
+    response = client.post(f"{V}/tunedModels/reverser:export", json=body)
+    assert response.status_code == status
+    assert message in response.json()["error"]["message"]
+
+
+def test_export_of_an_unknown_model_is_not_found(client):
+    response = client.post(f"{V}/tunedModels/nobody:export", json={})
+    assert response.status_code == 404

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import shutil
 import time
-import urllib.request
 import warnings
 
 import pytest
 
 from storage.db import Store
-from tests.runner_helpers import free_port, poll, start_app, word_dataset
+from tests.runner_helpers import api_studio, word_dataset
 from training.inference import engine as inference
 
 API_KEY = "test-key-123"
@@ -30,25 +29,8 @@ def server(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("clients")
     data_dir = root / "data"
     shutil.copytree(tiny_model_dir, data_dir / "models" / TINY)
-    port = free_port()
-    process = start_app(["--port", str(port), "--data-dir", str(data_dir), "--api-key", API_KEY],
-                        root / "studio.log")
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        request = urllib.request.Request(f"{url}/v1beta/models", headers={"x-goog-api-key": API_KEY})
-        try:
-            with urllib.request.urlopen(request, timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    try:
-        poll(up, timeout_s=120, process=process, poll_s=0.2)
+    with api_studio(data_dir, root / "studio.log", API_KEY) as url:
         yield url, data_dir
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def studio_answer(data_dir, model_id: str, text: str) -> str:

@@ -77,6 +77,7 @@ def test_every_key_the_code_says_is_in_the_catalogue():
              "disk.no_space_resume", "model.bundled_no_space", "training.out_of_memory",
              "training.out_of_memory_gpu", "target.not_ready_checkpoints", "target.not_ready",
              "target.no_final_adapter", "target.no_adapter", "cache.one", "cache.many"}
+    used |= {f"gguf.step_name.{step}" for step in ("merge", "convert", "quantize")}
     assert len(used) > 40
     assert sorted(used - set(EN)) == []
 

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from storage.db import Store
-from tests.runner_helpers import free_port, poll, start_app, word_dataset
+from tests.runner_helpers import api_studio, wait_for, word_dataset
 from training.core.dataset import Message
 from training.core.generation import GenerationParams
 from training.inference import engine as inference
@@ -43,31 +43,16 @@ def server(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("openai")
     data_dir = root / "data"
     shutil.copytree(tiny_model_dir, data_dir / "models" / TINY)
-    port = free_port()
-    process = start_app(["--port", str(port), "--data-dir", str(data_dir), "--api-key", API_KEY],
-                        root / "studio.log")
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            return bool(_get(url, "/v1beta/models"))
-        except OSError:
-            return False
-
-    try:
-        poll(up, timeout_s=120, process=process, poll_s=0.2)
+    with api_studio(data_dir, root / "studio.log", API_KEY) as url:
         examples = [{"textInput": ex.fields["input"], "output": ex.output}
                     for ex in word_dataset(40).examples]
         _post(url, f"/v1beta/tunedModels?tunedModelId={TUNED}", {
             "baseModel": f"models/{TINY}", "tuningTask": {
                 "hyperparameters": {"epochCount": 2, "batchSize": 4, "learningRate": 0.01},
                 "trainingData": {"examples": {"examples": examples}}}})
-        poll(lambda: _get(url, f"/v1beta/tunedModels/{TUNED}")["state"] == "ACTIVE",
-             timeout_s=180, process=process, poll_s=0.3)
+        assert wait_for(lambda: _get(url, f"/v1beta/tunedModels/{TUNED}")["state"] == "ACTIVE",
+                        timeout_s=180)
         yield url, data_dir
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from typing import Iterator
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from studio.api import shapes
@@ -144,6 +144,14 @@ def build_router(ctx: StudioContext, settings: ApiSettings) -> APIRouter:
             return await _stream(api, target, body, sse=alt == "sse")
 
     generation_routes("/tunedModels/{model_id}", api.tuned_target)
+
+    @router.post("/tunedModels/{model_id}:export")
+    async def export_tuned_model(model_id: str, request: Request):
+        """An extension: the tuned model as a zip download (GGUF with its Ollama Modelfile, the
+        adapter or the merged model)."""
+        body = await _json_body(request)
+        archive = await _call(api.export, model_id, body)
+        return FileResponse(archive, media_type="application/zip", filename=archive.name)
 
     # ---- base models ----
 

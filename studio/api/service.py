@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 from studio.api import content, shapes
-from studio.api.bodies import ApiError, invalid
+from studio.api.bodies import ApiError, check_keys, invalid, text_value
 from studio.context import StudioContext
 from training import models
 from training.core.config import ConfigError
@@ -19,6 +19,7 @@ from training.core.generation import (
     save_generation_defaults,
 )
 from training.core.layout import tuned_dir
+from training.export.formats import export_model
 from training.inference import engine as inference
 from training.inference.targets import Target
 from training.jobs.request import JobRequest, NewDataset
@@ -169,6 +170,16 @@ class ApiService:
         return shapes.model_json(ref.name, display_name=ref.name,
                                  description=f"Base model, {kind}.", input_tokens=positions,
                                  defaults=BASE_DEFAULTS)
+
+    def export(self, model_id: str, body) -> Path:
+        """The zip of ``POST /v1beta/tunedModels/ID:export`` (``format``: gguf, adapter or
+        merged; ``quantization`` for gguf; ``checkpoint``: ``epoch-N``)."""
+        body = check_keys(body, "", ("format", "quantization", "checkpoint"))
+        values = {key: text_value(body, key, "", max_chars=40) for key in body}
+        job = self.ctx.store.get_job(model_id)
+        return export_model(self.ctx.store, self.ctx.data_dir, job.id,
+                            values.get("format") or "gguf", quantization=values.get("quantization"),
+                            checkpoint=values.get("checkpoint"))
 
     # ---- generating ----
 

@@ -99,3 +99,20 @@ def test_download_the_merged_model_then_the_adapter(page, studio_server, tuned):
         card = adapter.read(root + "README.md").decode()
         assert 'base_model: "HuggingFaceTB/SmolLM2-135M-Instruct"' in card
         assert "library_name: peft" in card
+
+
+def test_download_gguf_with_a_quantization(page, studio_server, tuned):
+    open_job(page, studio_server, tuned)
+    choice = page.locator("#job-gguf-quantization input")
+    expect(choice).to_have_value("q8_0")
+    choice.click()
+    page.get_by_role("option", name="q4_k_m", exact=True).click()
+    with download_export(page, "Download GGUF", f"{tuned}-q4_k_m-gguf.zip") as gguf:
+        root = f"{tuned}-q4_k_m-gguf/"
+        assert sorted(gguf.namelist()) == [root + "Modelfile", root + "README.md",
+                                           root + f"{tuned}-q4_k_m.gguf"]
+        assert gguf.read(root + f"{tuned}-q4_k_m.gguf")[:4] == b"GGUF"
+        modelfile = gguf.read(root + "Modelfile").decode()
+        assert f"FROM ./{tuned}-q4_k_m.gguf" in modelfile
+        assert "subject: {{ .Prompt }}" in modelfile
+        assert "library_name: gguf" in gguf.read(root + "README.md").decode()

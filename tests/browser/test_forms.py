@@ -52,7 +52,7 @@ def test_job_actions_follow_its_state_and_delete_asks_first(page, module_studio_
 
     def shown(*ids):
         for name in ("cancel", "resume", "open-playground", "download", "download-merged",
-                     "delete"):
+                     "download-gguf", "delete"):
             button = page.locator(f"#job-{name}")
             expect(button).to_be_visible() if name in ids else expect(button).to_be_hidden()
 
@@ -62,7 +62,7 @@ def test_job_actions_follow_its_state_and_delete_asks_first(page, module_studio_
     expect(header).not_to_contain_text("final loss")
     expect(page.locator("#library-jobs")).to_contain_text("Cancelled")
     cancelled_with_model = "partial model" in header.inner_text()
-    shown("resume", "delete", *(("open-playground", "download", "download-merged")
+    shown("resume", "delete", *(("open-playground", "download", "download-merged", "download-gguf")
                                 if cancelled_with_model else ()))
 
     page.locator("#job-delete").click()

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from storage.datasets import DatasetVersionInfo
     from storage.jobs import Job
 
-ExportKind = Literal["adapter", "merged"]
+ExportKind = Literal["adapter", "merged", "gguf"]
 
 CHAT_TEMPLATE_FILE = "chat_template.jinja"  # beside the adapter
 BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the original of the bundled model
@@ -61,13 +61,18 @@ def generation_settings(params: GenerationParams) -> dict:
             "stop_strings": list(params.stop_sequences) or None}
 
 
-def model_card(facts: ModelFacts, kind: ExportKind) -> str:
-    """An export's README.md: data, settings, results and how to prompt it."""
+def model_card(facts: ModelFacts, kind: ExportKind, gguf_file: str = "") -> str:
+    """An export's README.md: data, settings, results and how to prompt it (``gguf_file``: the
+    GGUF file's name, for a GGUF export)."""
     job, base = facts.job, facts.target.base
     hub_id = BUNDLED_HUB_ID if base.kind == "bundled" else base.path if base.kind == "hub" else ""
-    shape = ("the LoRA adapter, for peft on top of the base model" if kind == "adapter" else
-             "the base model with the LoRA adapter merged into its weights (float32 safetensors)")
-    lines = ["---", f"library_name: {'peft' if kind == 'adapter' else 'transformers'}",
+    shape = {"adapter": "the LoRA adapter, for peft on top of the base model",
+             "merged": "the base model with the LoRA adapter merged into its weights (float32 "
+                       "safetensors)",
+             "gguf": f"the base model with the LoRA adapter merged into its weights, as the GGUF "
+                     f"file `{gguf_file}` for llama.cpp, and a `Modelfile` for Ollama"}[kind]
+    library = {"adapter": "peft", "merged": "transformers", "gguf": "gguf"}[kind]
+    lines = ["---", f"library_name: {library}",
              *([f"base_model: {json.dumps(hub_id)}"] if hub_id else []), "tags: [lora, tuning-studio]",
              "---", "", f"# {job.display_name}", "", job.description.strip(),
              f"\nTuned with Tuning Studio as `{job.id}`. This folder holds {shape}."]
@@ -84,7 +89,8 @@ def model_card(facts: ModelFacts, kind: ExportKind) -> str:
     return "\n".join(lines + [
         "", "## Training data", "", _table(data), "", "## Settings", "", _table(settings),
         "", "## Results", "", _table(_results(facts)), "",
-        *_how_to_prompt(facts, kind), "",
+        *(_how_to_run_gguf(facts, gguf_file) if kind == "gguf" else _how_to_prompt(facts, kind)),
+        "",
     ])
 
 
@@ -147,6 +153,35 @@ def _how_to_prompt(facts: ModelFacts, kind: ExportKind) -> list[str]:
             f"Prompts were cut to their last {limit:,} tokens in training; the studio refuses "
             "longer ones." if limit else "", "", "## Generation defaults", "",
             _table([(k, json.dumps(v)) for k, v in target.defaults.to_dict().items()])]
+
+
+def _how_to_run_gguf(facts: ModelFacts, gguf_file: str) -> list[str]:
+    """llama.cpp (through llama-cpp-python) and Ollama, with the tuned defaults."""
+    job, template, params = facts.job, facts.target.template, facts.target.defaults
+    if template.kind == "chat":
+        shape = "Give a conversation; the chat template in the file renders it."
+    else:
+        keys = template.input_keys
+        shape = ("The chat template stored in the file renders the prompt the model was trained "
+                 f"on from one user message ({'its text is the input' if len(keys) == 1 else 'the fields under their keys'}):"
+                 "\n\n" + _fenced(render_prompt(template, {k: f"<{k}>" for k in keys})))
+    settings = {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k,
+                "max_tokens": params.max_output_tokens}
+    if params.stop_sequences:
+        settings["stop"] = list(params.stop_sequences)
+    code = ["from llama_cpp import Llama  # pip install llama-cpp-python", "",
+            f"llm = Llama(model_path={gguf_file!r}, n_ctx=2048, verbose=False)",
+            f"messages = {example_messages(template)!r}",
+            "answer = llm.create_chat_completion(messages, "
+            + ", ".join(f"{k}={v!r}" for k, v in settings.items()) + ")",
+            'print(answer["choices"][0]["message"]["content"])']
+    ollama = [f"ollama create {job.id} -f Modelfile", f"ollama run {job.id}"]
+    return ["## How to run it", "", shape, "", "With llama.cpp from Python:", "",
+            _fenced("\n".join(code), "python"), "",
+            "With Ollama, in this folder (the `Modelfile` holds the prompt template, the end "
+            "tokens and the tuned defaults):", "", _fenced("\n".join(ollama), "bash"), "",
+            "## Generation defaults", "",
+            _table([(k, json.dumps(v)) for k, v in params.to_dict().items()])]
 
 
 def _version(info) -> str:

@@ -43,23 +43,29 @@ STALE_STAGING_S = 6 * 3600  # a staging folder this old is a crashed export's (a
 _STAGING_PREFIX = ".partial-export-"
 
 
-def export_adapter(store, data_dir: Path, job_id: str) -> Path:
-    """``<data_dir>/exports/<id>-adapter.zip`` (see ``save_adapter``)."""
-    return _export(store, data_dir, job_id, "adapter", save_adapter)
+def export_adapter(store, data_dir: Path, job_id: str, checkpoint: str | None = None) -> Path:
+    """``<data_dir>/exports/<id>[-epoch-N]-adapter.zip`` (see ``save_adapter``)."""
+    return _export(store, data_dir, job_id, "adapter", save_adapter, checkpoint)
 
 
-def export_merged(store, data_dir: Path, job_id: str) -> Path:
-    """``<data_dir>/exports/<id>-merged.zip`` (see ``save_merged``); seconds to minutes."""
-    return _export(store, data_dir, job_id, "merged", save_merged)
+def export_merged(store, data_dir: Path, job_id: str, checkpoint: str | None = None) -> Path:
+    """``<data_dir>/exports/<id>[-epoch-N]-merged.zip`` (see ``save_merged``); seconds to
+    minutes."""
+    return _export(store, data_dir, job_id, "merged", save_merged, checkpoint)
 
 
 def _export(store, data_dir: Path, job_id: str, kind: ExportKind,
-            save: Callable[[ModelFacts, Path], None]) -> Path:
-    facts = gather_facts(store, data_dir, job_id)
-    name = f"{facts.job.id}-{kind}"
-    with _staging(data_dir) as folder:
+            save: Callable[[ModelFacts, Path], None], checkpoint: str | None = None) -> Path:
+    facts = gather_facts(store, data_dir, job_id, checkpoint)
+    name = f"{export_name(facts)}-{kind}"
+    with staging(data_dir) as folder:
         save(facts, folder)
         return zip_folder(folder, exports_dir(data_dir) / f"{name}.zip", name)
+
+
+def export_name(facts: ModelFacts) -> str:
+    """The tuned model's id, with the checkpoint when one was chosen (``reverser-epoch-1``)."""
+    return facts.job.id + (f"-{facts.target.checkpoint}" if facts.target.checkpoint else "")
 
 
 def save_adapter(facts: ModelFacts, folder: Path) -> None:
@@ -88,15 +94,15 @@ def save_merged(facts: ModelFacts, folder: Path) -> None:
     _write(folder / CARD_FILE, model_card(facts, "merged"))
 
 
-def gather_facts(store, data_dir: Path, job_id: str) -> ModelFacts:
+def gather_facts(store, data_dir: Path, job_id: str, checkpoint: str | None = None) -> ModelFacts:
     """Raises NotFoundError for an unknown id, and ModelError saying what to do when the job has
-    no adapter yet."""
+    no adapter yet (or no such ``checkpoint``: ``epoch-N``)."""
     data_dir, job = Path(data_dir), store.get_job(job_id)
     adapter = job.path(data_dir, job.result_dir)
-    if not has_adapter(adapter):
+    if not checkpoint and not has_adapter(adapter):
         raise ModelError.of("export.no_adapter" if job.is_final else "export.not_ready",
                             id=job.id, gemini_state=job.gemini_state, state=job.state)
-    target = resolve_target(store, data_dir, job.id)
+    target = resolve_target(store, data_dir, job.id, checkpoint)
     dataset, eval_dataset = store.dataset_version_info(job.dataset_version_id), None
     if job.eval_dataset_version_id is not None:
         eval_dataset = store.dataset_version_info(job.eval_dataset_version_id)
@@ -194,7 +200,7 @@ def _save_tokenizer(tokenizer, folder: Path, chat_template: str) -> None:
 
 
 @contextmanager
-def _staging(data_dir: Path) -> Iterator[Path]:
+def staging(data_dir: Path) -> Iterator[Path]:
     """A hidden temporary folder in the exports folder, removed afterwards (crashed exports' first)."""
     root = exports_dir(data_dir)
     root.mkdir(parents=True, exist_ok=True)
