@@ -5,10 +5,10 @@ Tunes the bundled model for 20 steps on the support-ticket sample with the real 
 reuses the tuned model ``--job`` of ``--data-dir``), then times each export the user can ask for
 (adapter, merged, GGUF f16, Q8_0, Q4_K_M: merge, llama.cpp's converter and quantizer, zip), one
 after the other in this process. Then answers the same held-out prompts, rendered by the studio's
-template function, with the playground's decoder (``training.inference.engine.stream``) and with
-llama.cpp (``llama-cpp-python``) on the f16 and Q8_0 files, greedy, exactly ``--tokens`` tokens
-each (end-of-text banned in both) with the same thread count, interleaved prompt by prompt.
-Model loading is not timed. Prints seconds per export, decode tokens per second, and the share of
+template function, with the playground's decoder (``training.inference.engine.stream``, in this
+process) and with llama.cpp (``llama-cpp-python`` on the f16 and Q8_0 files, in a child process
+each: see ``LLAMA``), greedy, exactly ``--tokens`` tokens each (end-of-text banned in both) with
+the same thread count. Model loading is not timed. Prints seconds per export, decode tokens per second, and the share of
 identical answers; its last line is ``gguf_seconds=<f16 GGUF export time>``.
 
     python bench/export_speed.py [--data-dir DIR] [--job ID] [--prompts 5] [--tokens 64]
@@ -17,8 +17,10 @@ identical answers; its last line is ``gguf_seconds=<f16 GGUF export time>``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -81,12 +83,34 @@ def time_studio(target, fields, params, cache) -> tuple[float, str]:
     return time.perf_counter() - started, "".join(pieces)
 
 
-def time_llama(llm, prompt: str, tokens: int, banned: list[int]) -> tuple[float, str, int]:
+LLAMA = """
+import json, sys, time
+from llama_cpp import Llama
+
+path, threads, tokens, banned, prompts = json.loads(sys.argv[1])
+llm = Llama(model_path=path, n_ctx=2048, n_threads=threads, verbose=False, seed=0)
+bias = {token: float("-inf") for token in banned}
+llm.create_completion(prompts[0], max_tokens=8, temperature=0, logit_bias=bias)  # warm-up
+results = []
+for prompt in prompts:
     started = time.perf_counter()
-    out = llm.create_completion(prompt, max_tokens=tokens, temperature=0,
-                                logit_bias={token: float("-inf") for token in banned})
-    return (time.perf_counter() - started, out["choices"][0]["text"],
-            out["usage"]["completion_tokens"])
+    out = llm.create_completion(prompt, max_tokens=tokens, temperature=0, logit_bias=bias)
+    results.append([time.perf_counter() - started, out["choices"][0]["text"],
+                    out["usage"]["completion_tokens"]])
+print(json.dumps(results))
+"""
+"""llama.cpp in a child process: its OpenMP threads must not inherit OMP_WAIT_POLICY=PASSIVE,
+which the studio sets for torch and which makes llama.cpp's per-operation thread hand-offs sleep
+(2 threads: 25 instead of 66 tokens/s on Q8_0, measured here)."""
+
+
+def time_llama(path: Path, prompts: list[str], tokens: int, banned: list[int],
+               threads: int) -> list[tuple[float, str, int]]:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    done = subprocess.run([sys.executable, "-c", LLAMA,
+                           json.dumps([str(path), threads, tokens, banned, prompts])],
+                          capture_output=True, text=True, env=env, check=True)
+    return json.loads(done.stdout)
 
 
 def main() -> None:
@@ -131,26 +155,24 @@ def main() -> None:
 
 
 def decode_speeds(target, files: dict, examples, tokens: int, threads: int) -> None:
-    from llama_cpp import Llama
-
     cache = ModelCache()
     params = GenerationParams(max_output_tokens=tokens)
     loaded = load(target, cache)
     tokenizer = loaded.tokenizer
     banned = sorted({tokenizer.eos_token_id, *tokenizer.convert_tokens_to_ids(["<|im_end|>"])})
-    llms = {q: Llama(model_path=str(path), n_ctx=2048, n_threads=threads, verbose=False, seed=0)
-            for q, path in files.items() if q in ("f16", "q8_0")}
+    llms = [q for q in ("f16", "q8_0") if q in files]
     prompts = [build_prompt(target, example.fields) for example in examples]
     time_studio(target, examples[0].fields, GenerationParams(max_output_tokens=8), cache)  # warm-up
-    for llm in llms.values():
-        time_llama(llm, prompts[0], 8, banned)
     totals = {"playground": 0.0, **{q: 0.0 for q in llms}}
     same = {q: 0 for q in llms}
-    for example, prompt in zip(examples, prompts):
-        spent, studio_text = time_studio(target, example.fields, params, cache)
+    studio_texts = []
+    for example in examples:
+        spent, text = time_studio(target, example.fields, params, cache)
         totals["playground"] += spent
-        for q, llm in llms.items():
-            spent, text, count = time_llama(llm, prompt, tokens, banned)
+        studio_texts.append(text)
+    for q in llms:
+        for (spent, text, count), studio_text in zip(
+                time_llama(files[q], prompts, tokens, banned, threads), studio_texts):
             assert count == tokens, count
             totals[q] += spent
             same[q] += text.strip() == studio_text.strip()
