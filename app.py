@@ -31,7 +31,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see t
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
-COMMANDS = ("serve", "validate", "tune", "generate", "export")
+COMMANDS = ("serve", "validate", "tune", "generate", "export", "worker")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -56,6 +56,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                             "(repeat for several; also TUNING_STUDIO_HUB_MODELS, comma-separated). "
                             "The API names models by id only: the bundled one, the folders in "
                             "<data>/models and these.")
+
+    serve.add_argument("--nnodes", type=int, default=1,
+                       help="machines each job trains on (default 1); the others run `app.py "
+                            "worker` with the same --nnodes and --rdzv-endpoint")
+    serve.add_argument("--rdzv-endpoint", default=None, metavar="HOST:PORT",
+                       help="this machine's address as the others reach it, and a free port for "
+                            "the jobs' rendezvous (needed with --nnodes above 1)")
 
     validate = commands.add_parser("validate", help="check a dataset file and print the report")
     validate.add_argument("file", type=Path)
@@ -87,6 +94,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     cli_export.add_arguments(export)
     export.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                         help="the studio's data folder: where tuned models are (default ./data)")
+
+    from training.cli import worker as cli_worker
+
+    worker = commands.add_parser("worker", help="train the studio's jobs with this machine too "
+                                                "(a second machine of a multi-machine studio)")
+    cli_worker.add_arguments(worker)
+    worker.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                        help="this machine's data folder: where base models are (default ./data)")
     return parser.parse_args(argv)
 
 
@@ -117,6 +132,10 @@ def serve(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get("TUNING_STUDIO_API_KEY") or None
     hub_models = [*args.hub_model, *os.environ.get("TUNING_STUDIO_HUB_MODELS", "").split(",")]
     hub_models = tuple(dict.fromkeys(name.strip() for name in hub_models if name.strip()))
+    if args.nnodes > 1 and not args.rdzv_endpoint:
+        print(f"--nnodes {args.nnodes} needs --rdzv-endpoint HOST:PORT: this machine's address as "
+              "the others reach it and a free port, given to `app.py worker` too.", file=sys.stderr)
+        return 2
     if not is_loopback(args.host) and not auth:
         print(f"Refusing to listen on {args.host} without a login: anyone on the network could "
               "use the studio. Add --auth USER:PASSWORD (or set TUNING_STUDIO_AUTH), or listen on "
@@ -146,7 +165,9 @@ def serve(args: argparse.Namespace) -> int:
 
     configure_threads()
     store = Store(data_dir)
-    runner = JobRunner(store, data_dir)
+    from training.jobs.workers import Nodes
+
+    runner = JobRunner(store, data_dir, nodes=Nodes(args.nnodes, args.rdzv_endpoint))
     runner.start()  # resumes the jobs that were training when the studio last stopped
     try:
         ctx = StudioContext(data_dir=data_dir, store=store, runner=runner)
@@ -224,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = args.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         return run(args, data_dir)
+    if args.command == "worker":
+        from training.cli.worker import run as worker
+
+        return worker(args, args.data_dir.resolve())
     if args.command == "export":
         from training.cli.export import run as export
 

@@ -34,9 +34,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import argparse  # noqa: E402
 import csv  # noqa: E402
 import json  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -158,6 +160,48 @@ class TimingSink(NullSink):
         self.losses.append(metrics.loss)
 
 
+def worker_startup_s() -> float:
+    """Seconds for the runner's launch of a job's worker group up to where training begins."""
+    import subprocess
+
+    from training.jobs.workers import REPO, worker_env
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+               "--nproc-per-node=1", "-m", "training.jobs.worker", "--probe"]
+    started = time.perf_counter()
+    subprocess.run(command, cwd=REPO, env=worker_env(), check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def process_rates(data_dir: Path, train_set, config: TuningConfig, threads: int) -> dict[int, float]:
+    """Real tokens per second of the same job run by the job runner with 1 and 2 worker
+    processes (torchrun), from the steps' own timings: start-up is not counted."""
+    from storage.db import Store
+    from training.jobs.runner import JobRequest, JobRunner
+
+    rates = {}
+    with tempfile.TemporaryDirectory() as folder:
+        scratch = Path(folder) / "data"
+        shutil.copytree(Path(data_dir) / "models", scratch / "models", copy_function=os.link)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # the budget the workers share
+        with Store(scratch) as store:
+            version = store.save_dataset("throughput", train_set)
+            runner = JobRunner(store, scratch)
+            runner.start()
+            try:
+                for processes in (1, 2):
+                    job = runner.submit(JobRequest(
+                        f"Throughput {processes}", "", "SmolLM2-135M-Instruct", version.id,
+                        replace(config, epochs=1, processes=processes)))
+                    job = runner.wait(job.id, timeout_s=3600)
+                    assert job.state == "succeeded", job.error
+                    steps = store.metrics_after(job.id)
+                    rates[processes] = sum(s.tokens for s in steps) / sum(s.step_time_s for s in steps)
+            finally:
+                runner.stop()
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
@@ -227,6 +271,12 @@ def main() -> None:
           f"({guess.seconds_per_step:.2f} s/step x {guess.total_steps}), measured {loop_s:.0f} s")
     print(f"eval loss: studio {studio_loss:.4f} vs recipe {recipe_loss:.4f} "
           f"({'no worse' if studio_loss <= recipe_loss else 'WORSE'})")
+    print(f"worker start-up (torchrun and the worker's imports, before its first step; not in "
+          f"the timed steps): {worker_startup_s():.1f} s per job")
+    rates = process_rates(args.data_dir, train_set, config, threads)
+    print(f"studio through the job runner on the CPU, {threads} threads in all: 1 process "
+          f"{rates[1]:.1f} real tokens/s, 2 processes (gloo) {rates[2]:.1f} real tokens/s "
+          f"({rates[2] / rates[1]:.2f}x)")
     print(f"ratio={studio_rate / recipe_rate:.2f}")
 
 

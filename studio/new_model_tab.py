@@ -30,7 +30,7 @@ LABELS = {
     "max_output_tokens": "new.max_output_tokens", "eval_rows": "new.eval_rows",
     "eval_interval_steps": "new.eval_interval", "early_stopping": "new.early_stopping",
     "early_stopping_patience": "new.patience", "select_best_checkpoint": "new.best_checkpoint",
-    "seed": "new.seed", "precision": "new.precision",
+    "seed": "new.seed", "precision": "new.precision", "processes": "new.processes",
 }
 """The message key of each setting's label."""
 
@@ -174,6 +174,7 @@ def build(ctx: StudioContext) -> Form:
             s["max_input_tokens"] = setting_widget("max_input_tokens")
             s["max_output_tokens"] = setting_widget("max_output_tokens")
             s["seed"] = setting_widget("seed")
+            s["processes"] = setting_widget("processes", elem_id="new-processes")
         with gr.Row():
             s["eval_rows"] = setting_widget("eval_rows", info=t("new.eval_rows_info"),
                                             elem_id="new-eval-rows")

@@ -279,6 +279,8 @@ BAD_CREATES = [
     ({"tuningTask": None}, "tuningTask is missing"),
     ({"tuningTask": {"hyperparameters": {"epochCount": 0}, "trainingData": {"examples": {"examples": examples()}}}},
      "tuningTask.hyperparameters.epochCount: Epochs is 0"),
+    ({"tuningTask": {"hyperparameters": {"processes": 65}, "trainingData": {"examples": {"examples": examples()}}}},
+     "tuningTask.hyperparameters.processes: Training processes is 65: use a whole number from 0 (one per GPU) to 64."),
     ({"tuningTask": {"hyperparameters": {"batchSize": "four"}, "trainingData": {"examples": {"examples": examples()}}}},
      "tuningTask.hyperparameters.batchSize must be a whole number, not a string."),
     ({"tuningTask": {"hyperparameters": {"learningRate": 0.1, "learningRateMultiplier": 2},

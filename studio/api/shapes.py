@@ -65,6 +65,7 @@ _HYPERPARAMETERS = {  # Gemini name -> (TuningConfig field, whole number)
     "batchSize": ("batch_size", True),
     "learningRate": ("learning_rate", False),
     "learningRateMultiplier": ("learning_rate_multiplier", False),
+    "processes": ("processes", True),  # an extension: training processes per machine
 }
 
 

@@ -15,7 +15,8 @@ from training.core import messages
 TECHNICAL = {"lora", "csv", "tsv", "xlsx", "json", "jsonl", "gguf", "bf16", "fp32", "auto",
              "cpu", "smollm2", "instruct", "gradio", "api", "mb", "id",
              "alpha", "dropout", "proj", "gate", "down",  # LoRA's terms and the layers' names
-             "llama", "cpp", "ollama", "modelfile"}  # the runtimes a GGUF export is for
+             "llama", "cpp", "ollama", "modelfile",  # the runtimes a GGUF export is for
+             "gpu"}
 """Names that stay as they are in every language."""
 
 DATA = ["#grid", "#prompt-preview", "#mapping-preview", "#fields", "#preamble", "#output-label",

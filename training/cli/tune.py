@@ -18,7 +18,7 @@ from training.core.config import TuningConfig
 from training.core.errors import StudioError
 
 HYPERPARAMETERS = ("epochs", "batch_size", "learning_rate", "learning_rate_multiplier",
-                   "lora_rank", "eval_rows", "seed")
+                   "lora_rank", "eval_rows", "seed", "processes")
 """Command-line options that set a TuningConfig field of the same name (unset: its default)."""
 
 BAR_WIDTH = 20
@@ -43,6 +43,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--lora-rank", type=int, help=f"adapter size, default {defaults.lora_rank}")
     parser.add_argument("--eval-rows", type=int, help="examples held out for evaluation (0 or 10-250)")
     parser.add_argument("--seed", type=int, help=f"default {defaults.seed}")
+    parser.add_argument("--nproc-per-node", type=int, dest="processes", metavar="N",
+                        help="training processes on this machine (torchrun's --nproc-per-node): "
+                             "default 0, one per visible GPU (one on the CPU)")
 
 
 def tune(args, data_dir: Path, err: TextIO = sys.stderr, out: TextIO = sys.stdout) -> int:

@@ -81,6 +81,9 @@ class Setting:
         return int(number)
 
 
+MAX_PROCESSES = 64
+"""Training processes per machine at most (one per GPU of the largest machines)."""
+
 SETTINGS: dict[str, Setting] = {
     "epochs": Setting("epochs", "int", 1, 1000),
     "batch_size": Setting("batch_size", "int", 1, 1024),
@@ -99,6 +102,7 @@ SETTINGS: dict[str, Setting] = {
     "select_best_checkpoint": Setting("select_best_checkpoint", "bool"),
     "seed": Setting("seed", "int", 0, MAX_SEED),
     "precision": Setting("precision", "choice", choices=PRECISIONS),
+    "processes": Setting("processes", "int", 0, MAX_PROCESSES),
 }
 """Every TuningConfig field, in the order forms show them."""
 
@@ -159,6 +163,10 @@ class TuningConfig:
     """auto: bf16 where the hardware runs it fast (CUDA with bf16, CPUs with AVX-512 BF16/AMX),
     else fp32. Never fp16 on CPU (0.4 GFLOP/s measured)."""
 
+    processes: int = 0
+    """Training processes per machine (data parallel, ``training.tuning.parallel``): 0 for one
+    per visible GPU (one on the CPU). Steps, loss and results mean the same for any number."""
+
     @property
     def effective_learning_rate(self) -> float:
         return self.learning_rate * self.learning_rate_multiplier
@@ -191,6 +199,7 @@ class TuningConfig:
         need(self.early_stopping_patience >= 1, "early_stopping_patience")
         need(self.precision in PRECISIONS, "precision")
         need(0 <= self.seed <= MAX_SEED, "seed", high=MAX_SEED)
+        need(_within(self.processes, s["processes"]), "processes", high=MAX_PROCESSES)
         return found
 
     def check(self, has_eval_set: bool | None = None) -> None:

@@ -379,4 +379,9 @@ EN = {
     "gguf.unknown_quantization": "The quantization '{name}' is unknown: use one of {choices}.",
     "export.model_format_unknown": "The export format '{fmt}' is unknown: use one of {choices}.",
     "export.quantization_gguf_only": "A quantization applies to GGUF exports only, not to '{fmt}': leave it out, or export as gguf.",
+    "worker.killed": "The training process was killed ({signal}) before it finished; its last output: {tail}. Resume the job to continue from its last checkpoint; if the system killed it for lack of memory, lower the batch size or the maximum tokens first.",
+    "worker.died": "The training process ended with exit code {code} before it finished; its last output: {tail}. Resume the job to continue from its last checkpoint.",
+    "worker.out_of_memory": "The training process ran out of memory (exit code {code}; {tail}): lower the batch size or the maximum tokens, then resume or tune again.",
+    "setting.processes": "Training processes",
+    "config.processes": "Training processes is {value}: use a whole number from 0 (one per GPU) to {high}.",
 }

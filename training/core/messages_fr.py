@@ -365,4 +365,9 @@ FR = {
     "gguf.unknown_quantization": "La quantification « {name} » est inconnue : utilisez l'une de {choices}.",
     "export.model_format_unknown": "Le format d'export « {fmt} » est inconnu : utilisez l'un de {choices}.",
     "export.quantization_gguf_only": "Une quantification ne s'applique qu'aux exports GGUF, pas à « {fmt} » : retirez-la, ou exportez en gguf.",
+    "worker.killed": "Le processus d'entraînement a été tué ({signal}) avant la fin ; sa dernière sortie : {tail}. Reprenez la tâche pour continuer depuis son dernier point de contrôle ; si le système l'a tué faute de mémoire, baissez d'abord la taille de lot ou le nombre maximal de jetons.",
+    "worker.died": "Le processus d'entraînement s'est terminé avec le code {code} avant la fin ; sa dernière sortie : {tail}. Reprenez la tâche pour continuer depuis son dernier point de contrôle.",
+    "worker.out_of_memory": "Le processus d'entraînement a manqué de mémoire (code {code} ; {tail}) : baissez la taille de lot ou le nombre maximal de jetons, puis reprenez ou relancez l'ajustement.",
+    "setting.processes": "Processus d'entraînement",
+    "config.processes": "Processus d'entraînement vaut {value} : utilisez un nombre entier de 0 (un par GPU) à {high}.",
 }

@@ -365,4 +365,9 @@ ZH = {
     "gguf.unknown_quantization": "未知的量化方式“{name}”：请使用 {choices} 之一。",
     "export.model_format_unknown": "未知的导出格式“{fmt}”：请使用 {choices} 之一。",
     "export.quantization_gguf_only": "量化只适用于 GGUF 导出，不适用于“{fmt}”：请去掉它，或以 gguf 格式导出。",
+    "worker.killed": "训练进程在完成前被终止（{signal}）；最后的输出：{tail}。恢复该任务即可从最后一个检查点继续；如果是系统因内存不足而终止了它，请先降低批大小或最大词元数。",
+    "worker.died": "训练进程在完成前以退出码 {code} 结束；最后的输出：{tail}。恢复该任务即可从最后一个检查点继续。",
+    "worker.out_of_memory": "训练进程内存不足（退出码 {code}；{tail}）：请降低批大小或最大词元数，然后恢复或重新调优。",
+    "setting.processes": "训练进程数",
+    "config.processes": "训练进程数为 {value}：请使用 0（每个 GPU 一个）到 {high} 之间的整数。",
 }

@@ -1,12 +1,16 @@
-"""The job runner: a background thread that trains queued jobs one at a time, first in first out.
+"""The job runner: a background thread that trains queued jobs one at a time, first in first out,
+each in a worker process of its own started with torchrun (``training.jobs.worker``), so that a
+crash, an out-of-memory kill or a leak in training ends the worker, not the studio.
 
 The queue is the ``jobs`` table, so it survives restarts and is shared by every process on the
 same data folder (the studio and ``app.py tune``): claiming a job is one transaction, and a lock
 file per device keeps one job at a time on it. Progress goes to SQLite through ``StoreSink``;
 the UI and the command line poll it.
 
-Cancel: a queued job at once; a running one is marked ``cancelling`` and its trainer sees it at
-the next step (``StopCheck``), keeping its last checkpoint as a partial model. Restart: the
+Cancel: a queued job at once; a running one is marked ``cancelling`` and its worker is told
+(SIGTERM), stopping at the next step and keeping its last checkpoint as a partial model. A worker
+that dies without an outcome fails its job with the cause (signal or exit code, its last output),
+and the job can be resumed from its last checkpoint. Restart: the
 runner holds a lock file per running job, which the OS releases when the process dies, so
 ``start()`` can tell jobs whose studio died (resumed from their last checkpoint, ahead of newer
 queued jobs) from jobs another live process is training (left alone).
@@ -18,9 +22,10 @@ SQLite, with the job.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
+import signal
+import subprocess
 import threading
 import time
 import traceback
@@ -30,14 +35,9 @@ from typing import Callable, Literal
 
 from storage.db import Store
 from storage.jobs import Job
-from training import models
-from training.core.atomic import write_file_atomic
 from training.core.config import TuningConfig
-from training.core.disk_space import is_disk_full, no_space
-from training.core.errors import NotFoundError, StorageFullError, StudioError, TrainingError
-from training.core.layout import (
-    BASE_MODEL_FILE, checkpoint_adapter, checkpoint_folders, lock_file, tuned_dir,
-)
+from training.core.errors import NotFoundError, StorageFullError, StudioError
+from training.core.layout import checkpoint_adapter, checkpoint_folders, lock_file, tuned_dir
 from training.core.limits import DEFAULT_LIMITS, DatasetLimits
 from training.core.messages import english
 from training.core.progress import TrainResult
@@ -46,6 +46,13 @@ from training.jobs.create import create_job
 from training.jobs.locks import FileLock, held_elsewhere, process_owner
 from training.jobs.request import JobRequest
 from training.jobs.sink import StopCheck, StoreSink, relative_to
+from training.jobs.worker import (
+    OUTCOME_FILE, WORKER_LOG, die_with_parent, failure_of, read_outcome, train_job,
+)
+from training.jobs.workers import (
+    ONE_MACHINE, REPO, Nodes, processes_per_node, signal_group, worker_command, worker_death,
+    worker_env,
+)
 
 __all__ = ["JobRequest", "JobRunner", "StopCheck", "StoreSink", "TrainFn"]
 
@@ -53,6 +60,8 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 1.0
 """How often an idle runner looks for jobs queued by another process."""
+WATCH_INTERVAL_S = 0.1
+"""How often the runner looks at a running worker group."""
 
 TrainFn = Callable[..., TrainResult]
 
@@ -64,8 +73,11 @@ class JobRunner:
 
     def __init__(self, store: Store, data_dir: Path, train_fn: TrainFn | None = None, *,
                  device: str | None = None, scope: Literal["all", "submitted"] = "all",
-                 limits: DatasetLimits = DEFAULT_LIMITS, poll_interval_s: float = POLL_INTERVAL_S):
+                 limits: DatasetLimits = DEFAULT_LIMITS, poll_interval_s: float = POLL_INTERVAL_S,
+                 nodes: Nodes = ONE_MACHINE):
         self.store, self.data_dir = store, Path(data_dir).resolve()
+        self.nodes = nodes
+        """The machines each job trains on (others join with ``app.py worker``)."""
         self.device, self.scope, self.limits = device, scope, limits
         self.poll_interval_s = poll_interval_s
         self._train_fn = train_fn
@@ -76,6 +88,7 @@ class JobRunner:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._worker: subprocess.Popen | None = None
         self.current_job_id: str | None = None
 
     # ---- life cycle ----
@@ -135,6 +148,9 @@ class JobRunner:
         job = self.store.change_job_state(job_id, "cancel")
         if job.state == "cancelling":
             self._cancel_requested.add(job_id)
+            worker = self._worker
+            if worker is not None and self.current_job_id == job_id:
+                signal_group(worker, signal.SIGTERM)  # it stops at its next step
         else:
             self._end_cancelled(job)
         return job
@@ -243,21 +259,11 @@ class JobRunner:
         try:
             result = self._train(job, stop)
         except Exception as error:
-            failure, trace = self._failure(error), traceback.format_exc().rstrip()
+            failure = failure_of(error, self.data_dir)
+            trace = getattr(error, "trace", "") or traceback.format_exc().rstrip()
             self._record(lambda: self._fail(job.id, failure, trace))
         else:
             self._record(lambda: self._finish(job.id, result))
-
-    def _failure(self, error: Exception) -> StudioError:
-        """The failure as the user reads it: a StudioError as raised, anything else named with
-        its first line (the traceback goes to the job's log)."""
-        if is_disk_full(error):
-            return no_space(self.data_dir, "disk.no_space_resume")
-        if isinstance(error, StudioError):
-            return error
-        first_line = (str(error).strip().splitlines() or [""])[0][:300]
-        return TrainingError.of("training.failed_unexpected", error=type(error).__name__,
-                                line=first_line)
 
     def _record(self, write: Callable[[], None]) -> None:
         """Write a job's outcome; when the disk is too full even for that, keep it and write it
@@ -275,30 +281,53 @@ class JobRunner:
             self._unrecorded.pop(0)
 
     def _train(self, job: Job, stop: StopCheck) -> TrainResult:
-        version = self.store.get_dataset_version(job.dataset_version_id)
-        train_set, eval_set = version.dataset, None
-        if job.eval_dataset_version_id is not None:
-            eval_set = self.store.get_dataset_version(job.eval_dataset_version_id).dataset
-        elif job.config.eval_rows:
-            from training.tuning.trainer import split_eval
+        """Train in a worker process (``training.jobs.worker``), or in this thread with the
+        ``train_fn`` given to the runner."""
+        if self._train_fn is not None:
+            return train_job(self.store, self.data_dir, job, stop, self._train_fn, self.device)
+        return self._train_in_worker(job)
 
-            train_set, eval_set = split_eval(version.dataset, job.config.eval_rows, job.config.seed)
-        base_model = models.resolve_model(job.base_model, self.data_dir)
-        output_dir = self.job_dir(job.id)
-        _write_json(output_dir / BASE_MODEL_FILE,
-                    {"name": base_model.name, "path": base_model.path, "kind": base_model.kind})
-        resume_from = job.path(self.data_dir, job.checkpoint_dir)
-        return self._train_function()(
-            base_model=base_model, train_set=train_set, eval_set=eval_set, config=job.config,
-            output_dir=output_dir, sink=StoreSink(self.store, job.id, self.data_dir),
-            should_stop=stop, resume_from=resume_from, device=self.device)
+    def _stopped_early(self, job_id: str) -> TrainResult:
+        """A worker stopped (cancel, studio stop) before it wrote an outcome, e.g. while still
+        loading: stopped at its last recorded step, with its last checkpoint if any."""
+        job = self.store.get_job(job_id)
+        adapter = checkpoint_adapter(job.path(self.data_dir, job.checkpoint_dir))
+        return TrainResult("stopped", job.completed_steps, adapter)
 
-    def _train_function(self) -> TrainFn:
-        if self._train_fn is None:
-            from training.tuning.trainer import train
-
-            self._train_fn = train
-        return self._train_fn
+    def _train_in_worker(self, job: Job) -> TrainResult:
+        """Start the job's worker group with torchrun and watch it: SIGTERM when the studio
+        stops (it stops at the next step); its outcome file, or the way it died, when it ends."""
+        folder = self.job_dir(job.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        outcome = folder / OUTCOME_FILE
+        outcome.unlink(missing_ok=True)
+        with open(folder / WORKER_LOG, "ab") as output:
+            process = subprocess.Popen(
+                worker_command(self.data_dir, job.id, self.device,
+                               processes_per_node(job.config.processes, self.device), self.nodes),
+                stdin=subprocess.DEVNULL,
+                stdout=output, stderr=subprocess.STDOUT, cwd=REPO, env=worker_env(),
+                start_new_session=True, preexec_fn=die_with_parent)
+        self._worker = process
+        signalled = False
+        try:
+            while process.poll() is None:
+                if self._stopping.is_set() and not signalled:
+                    signal_group(process, signal.SIGTERM)
+                    signalled = True
+                self._stopping.wait(WATCH_INTERVAL_S)
+        finally:
+            self._worker = None
+        result, trace = read_outcome(outcome, self.data_dir)
+        outcome.unlink(missing_ok=True)
+        if isinstance(result, TrainResult):
+            return result
+        if result is None and (signalled or job.id in self._cancel_requested):
+            return self._stopped_early(job.id)  # told to stop before it could say so itself
+        if result is None:
+            result = worker_death(process.returncode, folder / WORKER_LOG)
+        result.trace = trace
+        raise result
 
     def _finish(self, job_id: str, result: TrainResult) -> None:
         adapter = relative_to(self.data_dir, result.adapter_dir) if result.adapter_dir else None
@@ -367,7 +396,3 @@ class JobRunner:
 
     def _job_lock_path(self, job_id: str) -> Path:
         return lock_file(self.data_dir, f"job-{job_id}")
-
-
-def _write_json(path: Path, data: dict) -> None:
-    write_file_atomic(path, (json.dumps(data, ensure_ascii=False, indent=1) + "\n").encode())

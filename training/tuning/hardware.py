@@ -95,7 +95,9 @@ def is_out_of_memory(error: BaseException) -> bool:
 
     if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
         return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text
+                                                or "can't allocate memory" in text)
 
 
 def out_of_memory_error(config: TuningConfig, device: str, longest_tokens: int) -> TrainingError:

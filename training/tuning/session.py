@@ -28,6 +28,7 @@ from training.tuning.hardware import (
 )
 from training.tuning.lora import attach_lora, model_parts, trainable_parameters
 from training.tuning.loss import score_batch
+from training.tuning.parallel import SOLO, Group
 from training.tuning.runtime import available_physical_cores
 
 WARMUP_FRACTION = 0.03
@@ -92,14 +93,15 @@ def ensure_threads() -> None:
 
 
 def prepare_session(base_model: ModelRef, train_set: Dataset, eval_set: Dataset | None,
-                    config: TuningConfig, device: str | None) -> Session:
+                    config: TuningConfig, device: str | None, group: Group = SOLO) -> Session:
     """Tokenize the examples, load the base model in the precision chosen for ``device`` (bf16
-    base weights keep float32 adapters), attach the adapter, build optimizer and schedule."""
+    base weights keep float32 adapters), attach the adapter, build optimizer and schedule. In a
+    group of processes, each rank on its own device, all in rank 0's precision."""
     import torch
 
     ensure_threads()
-    device = device or pick_device()
-    precision = pick_precision(config, device)
+    device = group.device(device or pick_device())
+    precision = "bf16" if group.agree(pick_precision(config, device) == "bf16") else "fp32"
     tokenizer = load_tokenizer(base_model)
     train = usable(tokenize_examples(train_set, tokenizer, config), "training")
     evals = usable(tokenize_examples(eval_set, tokenizer, config), "evaluation") if eval_set else None
@@ -134,12 +136,15 @@ def restore_rng(state: dict, device: str) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def evaluate_examples(setup: Session, config: TuningConfig, step: int) -> EvalMetrics:
-    """Mean cross-entropy and token accuracy over every output token of the evaluation set."""
+def evaluate_examples(setup: Session, config: TuningConfig, step: int,
+                      group: Group = SOLO) -> EvalMetrics:
+    """Mean cross-entropy and token accuracy over every output token of the evaluation set (each
+    rank of a group scores its share of every batch)."""
     import torch
 
     examples = setup.evals
     batches = plan_eval_batches([ex.length for ex in examples], config.batch_size * EVAL_BATCH_FACTOR)
+    batches = [mine for mine in (group.share(indices) for indices in batches) if mine]
     loss_sum, correct, count = 0.0, 0, 0
     setup.peft_model.eval()
     try:
@@ -156,4 +161,6 @@ def evaluate_examples(setup: Session, config: TuningConfig, step: int) -> EvalMe
         raise
     finally:
         setup.peft_model.train()
-    return EvalMetrics(step, step / setup.steps_per_epoch, loss_sum / count, correct / count, count)
+    loss_sum, correct, count = group.sum([loss_sum, correct, count])
+    return EvalMetrics(step, step / setup.steps_per_epoch, loss_sum / count, correct / count,
+                       int(count))

@@ -29,7 +29,7 @@ from typing import Callable
 from training.core.config import TuningConfig
 from training.core.dataset import Dataset
 from training.core.errors import TrainingError
-from training.core.layout import ADAPTER, BEST
+from training.core.layout import ADAPTER, BEST, checkpoint_dir
 from training.core.progress import (
     EpochSnapshot, Estimate, EvalMetrics, ProgressSink, StepMetrics, TrainResult,
 )
@@ -43,6 +43,7 @@ from training.tuning.hardware import (
 )
 from training.tuning.lora import load_adapter_weights, trainable_parameters
 from training.tuning.loss import score_batch
+from training.tuning.parallel import SOLO, Group
 from training.tuning.session import (
     MAX_GRAD_NORM, Session, evaluate_examples, learning_rate_factor, prepare_session, restore_rng,
     rng_state,
@@ -85,20 +86,40 @@ class _Progress:
 
 
 class _Run:
-    def __init__(self, setup: Session, config: TuningConfig, output_dir: Path, sink: ProgressSink):
+    def __init__(self, setup: Session, config: TuningConfig, output_dir: Path, sink: ProgressSink,
+                 group: Group = SOLO):
         self.s, self.config, self.output_dir, self.sink = setup, config, Path(output_dir), sink
+        self.g = group
         self.p = _Progress()
         self.lengths = [ex.length for ex in setup.train]
         self.longest = max(self.lengths)
 
     # -- resume --
 
-    def resume(self, folder: Path) -> None:
-        state = read_checkpoint(folder)
-        if state.get("steps_per_epoch") != self.s.steps_per_epoch:
-            raise TrainingError.of("training.checkpoint_steps", folder=folder,
-                                   saved=state.get("steps_per_epoch"), now=self.s.steps_per_epoch)
-        load_adapter_weights(self.s.peft_model, Path(folder) / ADAPTER)
+    def resume(self, folder: Path | None) -> None:
+        """Continue from the checkpoint ``folder`` (read by rank 0, which hands its state and
+        adapter weights to the other ranks: they may be on machines without the folder)."""
+        g, state, weights = self.g, None, None
+        if g.leader:
+            state = read_checkpoint(folder)
+            if state.get("steps_per_epoch") != self.s.steps_per_epoch:
+                raise TrainingError.of("training.checkpoint_steps", folder=folder,
+                                       saved=state.get("steps_per_epoch"),
+                                       now=self.s.steps_per_epoch)
+            load_adapter_weights(self.s.peft_model, Path(folder) / ADAPTER)
+        if g.world > 1:
+            trained = {name: parameter for name, parameter in self.s.peft_model.named_parameters()
+                       if parameter.requires_grad}
+            if g.leader:
+                weights = {name: p.detach().cpu() for name, p in trained.items()}
+            state, weights = g.broadcast((state, weights))
+            if not g.leader:
+                import torch
+
+                with torch.no_grad():
+                    for name, parameter in trained.items():
+                        parameter.copy_(weights[name])
+                folder = checkpoint_dir(self.output_dir, state["progress"]["epoch"])
         self.s.optimizer.load_state_dict(state["optimizer"])
         self.s.scheduler.load_state_dict(state["scheduler"])
         for name, value in state["progress"].items():
@@ -114,7 +135,7 @@ class _Run:
             plan = plan_batches(self.lengths, config.batch_size, config.seed, epoch)
             p.epoch_losses, compute_s, evaluated_at, stop_early = [], 0.0, None, False
             for indices in plan:
-                if should_stop():
+                if self.g.agree(should_stop()):
                     return self.finish("stopped")
                 metrics = self.step(indices)
                 compute_s += metrics.step_time_s
@@ -138,19 +159,27 @@ class _Run:
     def step(self, indices: list[int]) -> StepMetrics:
         import torch
 
-        s, p = self.s, self.p
-        batch = collate([s.train[i] for i in indices], s.pad_id, s.device)
+        s, p, g = self.s, self.p, self.g
+        mine = g.share(indices)
+        batch = collate([s.train[i] for i in mine], s.pad_id, s.device) if mine else None
         learning_rate = s.optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
         try:
-            score = score_batch(s.parts, batch)
-            loss = score.loss_sum / score.count
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable_parameters(s.peft_model), MAX_GRAD_NORM)
+            score = score_batch(s.parts, batch) if batch is not None else None
+            local = [score.count, score.correct, batch.tokens] if score is not None else [0, 0, 0]
+            count, correct, tokens = g.sum(local) if g.world > 1 else local
+            if score is not None:
+                loss = score.loss_sum / count  # this rank's share of the whole batch's mean
+                loss.backward()
+            parameters = list(trainable_parameters(s.peft_model))
+            g.sum_gradients(parameters)
+            torch.nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
             s.optimizer.step()
             s.scheduler.step()
             s.optimizer.zero_grad(set_to_none=True)
-            loss_value = float(loss.detach())
+            loss_value = float(loss.detach()) if score is not None else 0.0
+            if g.world > 1:
+                (loss_value,) = g.sum([loss_value])
         except Exception as error:
             if is_out_of_memory(error):
                 raise out_of_memory_error(self.config, s.device, self.longest) from error
@@ -158,16 +187,16 @@ class _Run:
         elapsed = time.perf_counter() - start
         p.step += 1
         p.epoch_losses.append(loss_value)
-        p.train_tokens += batch.tokens
+        p.train_tokens += int(tokens)
         p.train_time_s += elapsed
         return StepMetrics(
             step=p.step, epoch=p.step / s.steps_per_epoch, loss=loss_value,
-            token_accuracy=score.correct / score.count, num_predictions=score.count,
-            learning_rate=learning_rate, tokens=batch.tokens, step_time_s=elapsed)
+            token_accuracy=correct / count, num_predictions=int(count),
+            learning_rate=learning_rate, tokens=int(tokens), step_time_s=elapsed)
 
     def evaluate(self) -> bool:
         """Score the evaluation set, report it, keep the best adapter; True to stop early."""
-        metrics = evaluate_examples(self.s, self.config, self.p.step)
+        metrics = evaluate_examples(self.s, self.config, self.p.step, self.g)
         self.p.last_eval = metrics
         self.sink.on_eval(metrics)
         return self.judge(metrics)
@@ -176,7 +205,7 @@ class _Run:
         config, p = self.config, self.p
         if metrics.eval_loss < p.best_eval_loss:
             p.best_eval_loss, p.best_step = metrics.eval_loss, metrics.step
-            if config.select_best_checkpoint:
+            if config.select_best_checkpoint and self.g.leader:
                 write_adapter(self.s.peft_model, self.output_dir / BEST)
         if metrics.eval_token_accuracy > p.best_accuracy + EARLY_STOPPING_MIN_DELTA:
             p.best_accuracy, p.evals_without_improvement = metrics.eval_token_accuracy, 0
@@ -190,6 +219,9 @@ class _Run:
 
     def checkpoint(self, epoch: int) -> None:
         s = self.s
+        if not self.g.leader:  # rank 0 writes it; the others only know where it is
+            self.p.last_checkpoint = checkpoint_dir(self.output_dir, epoch)
+            return
         state = {
             "format": CHECKPOINT_FORMAT,
             "steps_per_epoch": s.steps_per_epoch,
@@ -205,6 +237,8 @@ class _Run:
 
     def finish(self, status: str) -> TrainResult:
         config, p = self.config, self.p
+        if not self.g.leader:  # rank 0 writes the adapter and the metrics
+            return TrainResult(status, p.step, None, p.best_step, None)
         if status == "stopped":
             adapter = p.last_checkpoint / ADAPTER if p.last_checkpoint else None
         elif config.select_best_checkpoint and p.best_step is not None and (self.output_dir / BEST).is_dir():
@@ -228,25 +262,38 @@ class _Run:
             "train_examples": len(s.train), "eval_examples": len(s.evals) if s.evals else 0,
             "train_tokens": p.train_tokens, "train_time_s": round(p.train_time_s, 3),
             "tokens_per_s": round(p.train_tokens / p.train_time_s, 2) if p.train_time_s else None,
-            "device": s.device, "precision": s.precision,
+            "device": s.device, "precision": s.precision, "processes": self.g.world,
+            "peak_memory_mb": _peak_memory_mb(s.device),
         }
+
+
+def _peak_memory_mb(device: str) -> float | None:
+    """The most GPU memory this process held (None on the CPU)."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
 
 
 def train(*, base_model: ModelRef, train_set: Dataset, eval_set: Dataset | None,
           config: TuningConfig, output_dir: Path, sink: ProgressSink,
           should_stop: Callable[[], bool] = lambda: False, resume_from: Path | None = None,
-          device: str | None = None) -> TrainResult:
+          device: str | None = None, group: Group = SOLO) -> TrainResult:
     """Tune ``base_model`` on ``train_set`` into ``output_dir`` (see ``training.tuning.checkpoints`` for
     the layout), reporting to ``sink``. ``resume_from``: a checkpoint folder of an earlier run
-    with the same settings and examples; training continues with the epoch after it."""
+    with the same settings and examples; training continues with the epoch after it. ``group``:
+    the processes training together (``training.tuning.parallel``); only rank 0 writes files
+    and reports to ``sink``."""
     config.check(has_eval_set=eval_set is not None)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(output_dir)
-    setup = prepare_session(base_model, train_set, eval_set, config, device)
-    run = _Run(setup, config, output_dir, sink)
-    if resume_from is not None:
-        run.resume(Path(resume_from))
+    if group.leader:
+        remove_leftovers(output_dir)
+    setup = prepare_session(base_model, train_set, eval_set, config, device, group)
+    run = _Run(setup, config, output_dir, sink, group)
+    if group.agree(resume_from is not None):  # rank 0 knows the checkpoint
+        run.resume(Path(resume_from) if group.leader else None)
     sink.on_start(setup.total_steps, setup.steps_per_epoch, run.p.step + 1)
     if resume_from is not None:
         sink.log("log.resumed_from", epoch=run.p.epoch, step=run.p.step)
