@@ -127,15 +127,17 @@ def start_app(args: list[str], log: Path) -> subprocess.Popen:
 
 
 @contextlib.contextmanager
-def api_studio(data_dir: Path, log: Path, api_key: str) -> Iterator[str]:
-    """``app.py`` serving ``data_dir`` with ``api_key``, once its /v1beta answers: its URL."""
+def api_studio(data_dir: Path, log: Path, api_key: str | None = None) -> Iterator[str]:
+    """``app.py`` serving ``data_dir`` (with ``api_key`` when given), once its /v1beta answers:
+    its URL."""
     port = free_port()
-    process = start_app(["--port", str(port), "--data-dir", str(data_dir), "--api-key", api_key],
-                        log)
+    key = ["--api-key", api_key] if api_key else []
+    process = start_app(["--port", str(port), "--data-dir", str(data_dir), *key], log)
     url = f"http://127.0.0.1:{port}"
 
     def up():
-        request = urllib.request.Request(f"{url}/v1beta/models", headers={"x-goog-api-key": api_key})
+        request = urllib.request.Request(f"{url}/v1beta/models",
+                                         headers={"x-goog-api-key": api_key} if api_key else {})
         try:
             with urllib.request.urlopen(request, timeout=2) as response:
                 return response.status == 200

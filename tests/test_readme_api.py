@@ -7,11 +7,10 @@ import os
 import re
 import subprocess
 import sys
-import urllib.request
 
 import pytest
 
-from tests.runner_helpers import REPO, free_port, poll, seed_bundled_model, start_app
+from tests.runner_helpers import REPO, api_studio, seed_bundled_model
 
 README_PORT = "http://127.0.0.1:7860"
 
@@ -28,23 +27,8 @@ def api_blocks() -> dict[str, str]:
 def studio_url(tmp_path_factory, bundled_model_dir):
     root = tmp_path_factory.mktemp("readme")
     seed_bundled_model(root / "data", bundled_model_dir)
-    port = free_port()
-    process = start_app(["--port", str(port), "--data-dir", str(root / "data")], root / "studio.log")
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            with urllib.request.urlopen(f"{url}/v1beta/models", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    try:
-        poll(up, timeout_s=120, process=process, poll_s=0.2)
+    with api_studio(root / "data", root / "studio.log") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def run_block(command: list[str], code: str, url: str) -> str:
