@@ -141,3 +141,32 @@ def test_a_worker_out_of_memory_says_what_to_lower(store, data_dir, tiny_model_d
     assert failed.state == "failed"
     assert failed.error.startswith("Training ran out of memory with batch size 40")
     assert "lower the batch size (e.g. to 20) or the maximum input tokens" in failed.error
+
+
+def test_a_two_process_job_killed_mid_epoch_resumes_from_its_checkpoint(
+        store, data_dir, tiny_model_dir):
+    """Rank 0 reads the checkpoint and hands its state and adapter weights to rank 1."""
+    version = store.save_dataset("words", word_dataset(40))
+    runner = JobRunner(store, data_dir, poll_interval_s=0.05)
+    runner.start()
+    try:
+        job = runner.submit(request(version.id, tiny_model_dir, epochs=8, processes=2))
+        wait_for(lambda: (j := store.get_job(job.id)).checkpoint_step
+                 and j.completed_steps >= j.checkpoint_step + 2, timeout_s=120)
+        workers = [pid for pid in worker_pids(job.id)
+                   if b"torch.distributed.run" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) == 2
+        os.kill(workers[-1], signal.SIGKILL)
+        failed = runner.wait(job.id, timeout_s=60)
+        assert failed.state == "failed"
+        checkpoint_step = failed.checkpoint_step
+        runner.resume(job.id)
+        done = runner.wait(job.id, timeout_s=180)
+        assert done.state == "succeeded", done.error
+        steps = [m.step for m in store.metrics_after(job.id)]
+        assert steps == list(range(1, 81)) and checkpoint_step < 80
+        lines = [line.line for line in store.log_lines(job.id)]
+        assert f"Resumed from the epoch {failed.checkpoint_epoch} checkpoint (step " \
+               f"{checkpoint_step})." in lines
+    finally:
+        runner.stop()
