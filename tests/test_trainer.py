@@ -189,6 +189,17 @@ def test_bf16_needs_an_x86_bf16_instruction_set(flags, expected):
     assert cpu_has_bf16_flags(f"processor\t: 0\n{flags}\n") is expected
 
 
+@pytest.mark.parametrize("flags, expected", [
+    ("flags\t\t: fpu avx512_bf16 amx_bf16 amx_tile", True),
+    ("flags\t\t: fpu avx512_bf16", False),
+])
+def test_amx_chooses_bf16_without_timing(flags, expected):
+    """On AMX every process chooses bf16 alike, however busy the machine (no timing probe)."""
+    from training.tuning.hardware import cpu_has_amx_bf16
+
+    assert cpu_has_amx_bf16(f"processor\t: 0\n{flags}\n") is expected
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])
 def test_an_explicit_precision_is_used_as_chosen(precision):
     assert pick_precision(TuningConfig(precision=precision), "cpu") == precision
