@@ -106,16 +106,6 @@ def test_upload_report_tune_library_in_the_pages_language(page, module_studio_se
     page.get_by_role("option", name=dataset, exact=True).click()
     page.locator("#new-epochs input").fill("2")
     page.locator("#new-batch-size input").fill("16")
-    advanced = {"zh-CN": i18n.ZH, "fr": i18n.FR}[language]["new.advanced"]
-    page.locator("#new-advanced").get_by_text(advanced).click()
-    page.locator("#new-eval-rows input").fill("145")  # leaves 5 of 150 for training: refused
-    page.locator("#new-eval-rows input").press("Tab")
-    page.locator("#new-tune").click()
-    too_many = messages.CATALOGUE[language]["request.eval_rows_too_many"].split("{")[0]
-    expect(page.locator("#new-message")).to_contain_text(too_many.strip())
-    assert english_left(page, language, name, dataset, str(tiny_model_dir)) == []
-    page.locator("#new-eval-rows input").fill("0")
-    page.locator("#new-eval-rows input").press("Tab")
     page.locator("#new-tune").click()
 
     header = page.locator("#job-header")
@@ -123,4 +113,15 @@ def test_upload_report_tune_library_in_the_pages_language(page, module_studio_se
     expect(page.locator("#job-log textarea")).to_have_value(
         re.compile(messages.CATALOGUE[language]["log.finished"].split("{")[0]))
     page.wait_for_timeout(1500)  # the table and the chart follow within a second
+    assert english_left(page, language, name, dataset, str(tiny_model_dir)) == []
+
+    tabs.nth(1).click()  # a refusal, in the page's language too
+    advanced = {"zh-CN": i18n.ZH, "fr": i18n.FR}[language]["new.advanced"]
+    page.locator("#new-advanced").get_by_text(advanced).click()
+    page.locator("#new-eval-rows input").fill("145")  # leaves 5 of 150 for training: refused
+    page.locator("#new-eval-rows input").press("Tab")
+    expect(page.locator("#new-eval-rows input")).to_have_value("145")
+    page.locator("#new-tune").click()
+    too_many = messages.CATALOGUE[language]["request.eval_rows_too_many"].split("{")[0]
+    expect(page.locator("#new-message")).to_contain_text(too_many.strip())
     assert english_left(page, language, name, dataset, str(tiny_model_dir)) == []
