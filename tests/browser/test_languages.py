@@ -116,6 +116,7 @@ def test_upload_report_tune_library_in_the_pages_language(page, module_studio_se
     assert english_left(page, language, name, dataset, str(tiny_model_dir)) == []
 
     tabs.nth(1).click()  # a refusal, in the page's language too
+    page.wait_for_timeout(2000)  # the tab's refresh of its lists lands first (see the note)
     advanced = {"zh-CN": i18n.ZH, "fr": i18n.FR}[language]["new.advanced"]
     page.locator("#new-advanced").get_by_text(advanced).click()
     page.locator("#new-eval-rows input").fill("145")  # leaves 5 of 150 for training: refused
