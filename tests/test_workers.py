@@ -52,6 +52,12 @@ def worker_of(job_id: str) -> int:
     return 0
 
 
+def past_a_checkpoint(store, job_id: str) -> None:
+    """Wait until the job is two steps past its first checkpoint: mid-epoch."""
+    wait_for(lambda: (j := store.get_job(job_id)).checkpoint_step
+             and j.completed_steps >= j.checkpoint_step + 2, timeout_s=120)
+
+
 @pytest.fixture
 def store(data_dir):
     with Store(data_dir) as store:
@@ -65,8 +71,7 @@ def test_a_killed_worker_fails_the_job_with_the_cause_and_resume_finishes_it(
     runner.start()
     try:
         job = runner.submit(request(version.id, tiny_model_dir, epochs=12))
-        wait_for(lambda: (j := store.get_job(job.id)).checkpoint_step
-                 and j.completed_steps >= j.checkpoint_step + 2, timeout_s=120)
+        past_a_checkpoint(store, job.id)
         os.kill(wait_for(lambda: worker_of(job.id)), signal.SIGKILL)  # mid-epoch
         failed = runner.wait(job.id, timeout_s=60)
         assert (failed.state, failed.gemini_state) == ("failed", "FAILED")
@@ -151,8 +156,7 @@ def test_a_two_process_job_killed_mid_epoch_resumes_from_its_checkpoint(
     runner.start()
     try:
         job = runner.submit(request(version.id, tiny_model_dir, epochs=8, processes=2))
-        wait_for(lambda: (j := store.get_job(job.id)).checkpoint_step
-                 and j.completed_steps >= j.checkpoint_step + 2, timeout_s=120)
+        past_a_checkpoint(store, job.id)
         workers = [pid for pid in worker_pids(job.id)
                    if b"torch.distributed.run" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
         assert len(workers) == 2

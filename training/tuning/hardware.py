@@ -44,30 +44,32 @@ def pick_precision(config: TuningConfig, device: str) -> str:
         import torch
 
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device == "cpu" and cpu_has_bf16_flags(_read_cpuinfo()):
+    cpuinfo = _read_cpuinfo() if device == "cpu" else ""
+    if cpu_has_bf16_flags(cpuinfo):
         # AMX runs bf16 several times faster (1987 against 345 GFLOP/s measured here): no timing,
         # so that every process on the machine (studio, workers) chooses alike however busy
         # it is; AVX-512 BF16 alone is timed.
-        if cpu_has_amx_bf16(_read_cpuinfo()) or cpu_bf16_is_faster():
+        if cpu_has_amx_bf16(cpuinfo) or cpu_bf16_is_faster():
             return "bf16"
     return "fp32"
 
 
-def cpu_has_bf16_flags(cpuinfo: str) -> bool:
-    """Whether /proc/cpuinfo's flags name an x86 bf16 matrix instruction set."""
+def _cpu_flags(cpuinfo: str) -> set[str]:
+    """The flags of /proc/cpuinfo's first ``flags`` line (none when there is none)."""
     for line in cpuinfo.splitlines():
         if line.startswith("flags"):
-            flags = set(line.partition(":")[2].split())
-            return any(flag in flags for flag in BF16_CPU_FLAGS)
-    return False
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def cpu_has_bf16_flags(cpuinfo: str) -> bool:
+    """Whether /proc/cpuinfo's flags name an x86 bf16 matrix instruction set."""
+    return bool(_cpu_flags(cpuinfo) & set(BF16_CPU_FLAGS))
 
 
 def cpu_has_amx_bf16(cpuinfo: str) -> bool:
     """Whether /proc/cpuinfo's flags name AMX's bf16 tiles."""
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            return "amx_bf16" in line.partition(":")[2].split()
-    return False
+    return "amx_bf16" in _cpu_flags(cpuinfo)
 
 
 def _read_cpuinfo() -> str:
