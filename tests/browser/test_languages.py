@@ -22,9 +22,10 @@ TECHNICAL = {"lora", "csv", "tsv", "xlsx", "json", "jsonl", "gguf", "bf16", "fp3
 DATA = ["#grid", "#prompt-preview", "#mapping-preview", "#fields", "#preamble", "#output-label",
         "#dataset-name", "#saved-datasets", "#token-model", "#new-base-model", "#new-dataset",
         "#new-name", "#new-version", "#job-log", "#map-inputs", "#map-output", "#upload .file-name",
-    "footer", ".sr-only"]
-"""Where the page shows the user's data, names and paths (and Gradio's footer and its
-screen-reader-only status line, which is not shown)."""
+    "footer", ".sr-only", "[data-testid=status-tracker]"]
+"""Where the page shows the user's data, names and paths (and Gradio's footer, its
+screen-reader-only status line, which is not shown, and its progress overlay, whose "processing |"
+Gradio writes in English for every language while an event runs)."""
 
 VISIBLE_TEXT_WITHOUT_DATA = """(selectors) => {
     const hidden = [];
