@@ -31,6 +31,7 @@ LABELS = {
     "eval_interval_steps": "new.eval_interval", "early_stopping": "new.early_stopping",
     "early_stopping_patience": "new.patience", "select_best_checkpoint": "new.best_checkpoint",
     "seed": "new.seed", "precision": "new.precision", "processes": "new.processes",
+    "shard_model": "new.shard_model",
 }
 """The message key of each setting's label."""
 
@@ -175,6 +176,7 @@ def build(ctx: StudioContext) -> Form:
             s["max_output_tokens"] = setting_widget("max_output_tokens")
             s["seed"] = setting_widget("seed")
             s["processes"] = setting_widget("processes", elem_id="new-processes")
+            s["shard_model"] = setting_widget("shard_model", elem_id="new-shard-model")
         with gr.Row():
             s["eval_rows"] = setting_widget("eval_rows", info=t("new.eval_rows_info"),
                                             elem_id="new-eval-rows")

@@ -249,9 +249,11 @@ def test_delete_removes_a_tuned_model(client, studio, tuned):
 
 def test_delete_of_a_model_still_training_cancels_it_first(client, studio):
     response = client.post(f"{V}/tunedModels", params={"tunedModelId": "long-one"},
-                           json=create_body(tuningTask={"hyperparameters": {"epochCount": 50},
+                           json=create_body(tuningTask={"hyperparameters": {"epochCount": 50,
+                                                                            "shardModel": True},
                                                         "trainingData": {"examples": {"examples": examples()}}}))
     assert response.status_code == 200, response.text
+    assert studio.store.get_job("long-one").config.shard_model is True  # the FSDP extension
     assert client.delete(f"{V}/tunedModels/long-one").status_code == 200
     assert client.get(f"{V}/tunedModels/long-one").status_code == 404
 
@@ -281,6 +283,8 @@ BAD_CREATES = [
      "tuningTask.hyperparameters.epochCount: Epochs is 0"),
     ({"tuningTask": {"hyperparameters": {"processes": 65}, "trainingData": {"examples": {"examples": examples()}}}},
      "tuningTask.hyperparameters.processes: Training processes is 65: use a whole number from 0 (one per GPU) to 64."),
+    ({"tuningTask": {"hyperparameters": {"shardModel": "yes"}, "trainingData": {"examples": {"examples": examples()}}}},
+     'tuningTask.hyperparameters.shardModel must be true or false, not "yes".'),
     ({"tuningTask": {"hyperparameters": {"batchSize": "four"}, "trainingData": {"examples": {"examples": examples()}}}},
      "tuningTask.hyperparameters.batchSize must be a whole number, not a string."),
     ({"tuningTask": {"hyperparameters": {"learningRate": 0.1, "learningRateMultiplier": 2},

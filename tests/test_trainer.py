@@ -5,6 +5,7 @@ Training tests run the real ``train`` on the 2-layer random model (``tiny_model_
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -352,6 +353,14 @@ def test_metrics_json_has_the_final_figures(tiny_model_dir, tmp_path):
     assert metrics["final_loss"] == result.final_loss
     assert (metrics["train_examples"], metrics["eval_examples"], metrics["precision"]) == (24, 12, "fp32")
     assert metrics["final_eval_loss"] > 0 and metrics["tokens_per_s"] > 0
+    assert (metrics["processes"], metrics["sharded"]) == (1, False) and metrics["weights_mb"] > 0
+
+
+def test_splitting_the_model_with_one_process_says_it_holds_the_whole_model(tiny_model_dir, tmp_path):
+    result, sink = run(tiny_model_dir, tmp_path, config=replace(FAST, epochs=1, shard_model=True))
+    assert result.status == "completed"
+    assert any(line.startswith("Split the model between processes (FSDP) needs two or more")
+               for line in sink.lines)
 
 
 # --- evaluation, early stopping, best checkpoint -------------------------------------------------

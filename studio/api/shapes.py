@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -103,10 +104,15 @@ def _hyperparameters(obj) -> TuningConfig:
     path = "tuningTask.hyperparameters"
     if obj is None:
         return TuningConfig()
-    obj = check_keys(obj, path, tuple(_HYPERPARAMETERS))
+    obj = check_keys(obj, path, (*_HYPERPARAMETERS, "shardModel"))
     if obj.get("learningRate") is not None and obj.get("learningRateMultiplier") is not None:
         raise invalid(f"{path}: set learningRate or learningRateMultiplier, not both.")
-    return replace(TuningConfig(), **checked_numbers(obj, path, _HYPERPARAMETERS, TuningConfig()))
+    numbers = {key: value for key, value in obj.items() if key != "shardModel"}
+    config = replace(TuningConfig(), **checked_numbers(numbers, path, _HYPERPARAMETERS, TuningConfig()))
+    shard = obj.get("shardModel")  # an extension: split the model between the processes (FSDP)
+    if shard is not None and not isinstance(shard, bool):
+        raise invalid(f"{path}.shardModel must be true or false, not {json.dumps(shard)}.")
+    return replace(config, shard_model=bool(shard))
 
 
 def _training_data(obj) -> Dataset:

@@ -16,7 +16,7 @@ TECHNICAL = {"lora", "csv", "tsv", "xlsx", "json", "jsonl", "gguf", "bf16", "fp3
              "cpu", "smollm2", "instruct", "gradio", "api", "mb", "id",
              "alpha", "dropout", "proj", "gate", "down",  # LoRA's terms and the layers' names
              "llama", "cpp", "ollama", "modelfile",  # the runtimes a GGUF export is for
-             "gpu"}
+             "gpu", "fsdp"}
 """Names that stay as they are in every language."""
 
 DATA = ["#grid", "#prompt-preview", "#mapping-preview", "#fields", "#preamble", "#output-label",

@@ -18,7 +18,7 @@ from training.core.config import TuningConfig
 from training.core.errors import StudioError
 
 HYPERPARAMETERS = ("epochs", "batch_size", "learning_rate", "learning_rate_multiplier",
-                   "lora_rank", "eval_rows", "seed", "processes")
+                   "lora_rank", "eval_rows", "seed", "processes", "shard_model")
 """Command-line options that set a TuningConfig field of the same name (unset: its default)."""
 
 BAR_WIDTH = 20
@@ -46,6 +46,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--nproc-per-node", type=int, dest="processes", metavar="N",
                         help="training processes on this machine (torchrun's --nproc-per-node): "
                              "default 0, one per visible GPU (one on the CPU)")
+    parser.add_argument("--fsdp", action="store_true", default=None, dest="shard_model",
+                        help="split the model's weights between the processes (FSDP), for a "
+                             "base model too big for one GPU")
 
 
 def tune(args, data_dir: Path, err: TextIO = sys.stderr, out: TextIO = sys.stdout) -> int:

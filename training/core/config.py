@@ -103,6 +103,7 @@ SETTINGS: dict[str, Setting] = {
     "seed": Setting("seed", "int", 0, MAX_SEED),
     "precision": Setting("precision", "choice", choices=PRECISIONS),
     "processes": Setting("processes", "int", 0, MAX_PROCESSES),
+    "shard_model": Setting("shard_model", "bool"),
 }
 """Every TuningConfig field, in the order forms show them."""
 
@@ -166,6 +167,11 @@ class TuningConfig:
     processes: int = 0
     """Training processes per machine (data parallel, ``training.tuning.parallel``): 0 for one
     per visible GPU (one on the CPU). Steps, loss and results mean the same for any number."""
+
+    shard_model: bool = False
+    """With several processes, split the base model's weights (and the adapter's) between them
+    (FSDP, ``training.tuning.sharding``) instead of a whole copy each: for base models that do
+    not fit one GPU. Same steps and results; more communication per step."""
 
     @property
     def effective_learning_rate(self) -> float:

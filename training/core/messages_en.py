@@ -384,4 +384,7 @@ EN = {
     "worker.out_of_memory": "The training process ran out of memory (exit code {code}; {tail}): lower the batch size or the maximum tokens, then resume or tune again.",
     "setting.processes": "Training processes",
     "config.processes": "Training processes is {value}: use a whole number from 0 (one per GPU) to {high}.",
+    "setting.shard_model": "Split the model between processes (FSDP)",
+    "log.sharded": "Each of the {processes} processes holds its share of the model's weights (FSDP): {share} MB of {whole} MB.",
+    "log.shard_alone": "Split the model between processes (FSDP) needs two or more training processes: this job has one, which holds the whole model.",
 }

@@ -370,4 +370,7 @@ FR = {
     "worker.out_of_memory": "Le processus d'entraînement a manqué de mémoire (code {code} ; {tail}) : baissez la taille de lot ou le nombre maximal de jetons, puis reprenez ou relancez l'ajustement.",
     "setting.processes": "Processus d'entraînement",
     "config.processes": "Processus d'entraînement vaut {value} : utilisez un nombre entier de 0 (un par GPU) à {high}.",
+    "setting.shard_model": "Répartir le modèle entre les processus (FSDP)",
+    "log.sharded": "Chacun des {processes} processus garde sa part des poids du modèle (FSDP) : {share} Mo sur {whole} Mo.",
+    "log.shard_alone": "Répartir le modèle entre les processus (FSDP) demande au moins deux processus d'entraînement : cette tâche n'en a qu'un, qui garde tout le modèle.",
 }

@@ -370,4 +370,7 @@ ZH = {
     "worker.out_of_memory": "训练进程内存不足（退出码 {code}；{tail}）：请降低批大小或最大词元数，然后恢复或重新调优。",
     "setting.processes": "训练进程数",
     "config.processes": "训练进程数为 {value}：请使用 0（每个 GPU 一个）到 {high} 之间的整数。",
+    "setting.shard_model": "在进程间拆分模型（FSDP）",
+    "log.sharded": "{processes} 个进程各自只保存模型权重的一部分（FSDP）：每个 {share} MB，共 {whole} MB。",
+    "log.shard_alone": "在进程间拆分模型（FSDP）需要两个或更多训练进程：此任务只有一个，由它保存整个模型。",
 }

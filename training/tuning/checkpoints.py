@@ -63,19 +63,48 @@ def remove_leftovers(output_dir: Path) -> None:
                     shutil.rmtree(child, ignore_errors=True)
 
 
-def write_checkpoint(output_dir: Path, epoch: int, peft_model, state: dict) -> Path:
-    """checkpoints/epoch-<epoch>: the adapter and ``state`` (saved with torch.save)."""
+def write_checkpoint(output_dir: Path, epoch: int, peft_model, state: dict,
+                     weights: dict | None = None) -> Path:
+    """checkpoints/epoch-<epoch>: the adapter and ``state`` (saved with torch.save).
+    ``weights``: see ``training.tuning.lora.save_adapter``."""
     import torch
 
     def fill(folder: Path) -> None:
-        save_adapter(peft_model, folder / ADAPTER)
+        save_adapter(peft_model, folder / ADAPTER, weights)
         torch.save(state, folder / STATE_FILE)
 
     return write_folder_atomic(checkpoint_dir(output_dir, epoch), fill)
 
 
-def write_adapter(peft_model, target: Path) -> Path:
-    return write_folder_atomic(target, lambda folder: save_adapter(peft_model, folder))
+def write_adapter(peft_model, target: Path, weights: dict | None = None) -> Path:
+    return write_folder_atomic(target, lambda folder: save_adapter(peft_model, folder, weights))
+
+
+# An optimizer's state is saved keyed by parameter position (``Optimizer.state_dict``) by an
+# unsharded run and by parameter name (``torch.distributed.checkpoint``) by a sharded one; a job
+# resumed with the other setting (or another number of processes) reads either.
+
+def _by_name(state: dict) -> bool:
+    return any(isinstance(p, str) for group in state["param_groups"] for p in group["params"])
+
+
+def optimizer_by_name(state: dict, names: list[str]) -> dict:
+    """``state`` keyed by the trainable parameters' names (``names``, in the optimizer's order)."""
+    if _by_name(state):
+        return state
+    return {"state": {names[index]: value for index, value in state["state"].items()},
+            "param_groups": [{**group, "params": [names[i] for i in group["params"]]}
+                             for group in state["param_groups"]]}
+
+
+def optimizer_by_index(state: dict, names: list[str]) -> dict:
+    """``state`` keyed by the parameters' positions in the optimizer (``names``' order)."""
+    if not _by_name(state):
+        return state
+    index = {name: position for position, name in enumerate(names)}
+    return {"state": {index[name]: value for name, value in state["state"].items()},
+            "param_groups": [{**group, "params": [index[n] for n in group["params"]]}
+                             for group in state["param_groups"]]}
 
 
 def copy_adapter(source: Path, target: Path) -> Path:

@@ -76,9 +76,30 @@ def trainable_parameters(peft_model) -> list:
     return [p for p in peft_model.parameters() if p.requires_grad]
 
 
-def save_adapter(peft_model, folder: Path) -> None:
-    """The adapter as safetensors + adapter_config.json (loadable with PeftModel.from_pretrained)."""
-    peft_model.save_pretrained(str(folder), safe_serialization=True)
+def save_adapter(peft_model, folder: Path, weights: dict | None = None) -> None:
+    """The adapter as safetensors + adapter_config.json (loadable with PeftModel.from_pretrained).
+    ``weights``: the adapter's weights by parameter name, when the model holds only a share of
+    them (``training.tuning.sharding``)."""
+    peft_model.save_pretrained(str(folder), safe_serialization=True, state_dict=weights)
+
+
+def saved_names(peft_model) -> dict:
+    """Trainable parameter name -> the name ``save_adapter`` stores it under (peft leaves the
+    adapter's name out)."""
+    return {name: name.replace(".default.", ".")
+            for name, parameter in peft_model.named_parameters() if parameter.requires_grad}
+
+
+def read_adapter_weights(peft_model, folder: Path) -> dict:
+    """The weights saved by ``save_adapter``, on the CPU, by ``peft_model``'s parameter names."""
+    from safetensors.torch import load_file
+
+    saved = load_file(str(Path(folder) / ADAPTER_WEIGHTS))
+    names = saved_names(peft_model)
+    missing = [stored for stored in names.values() if stored not in saved]
+    if missing or len(saved) != len(names):
+        raise ValueError(f"adapter weights do not match the adapter: {', '.join(missing[:3])}")
+    return {name: saved[stored] for name, stored in names.items()}
 
 
 def load_adapter_weights(peft_model, folder: Path) -> None:

@@ -36,22 +36,38 @@ def select_outputs(hidden, labels):
 
 def score_logits(logits, targets) -> BatchScore:
     """Summed float32 cross-entropy and correct argmax predictions of ``logits`` [n, vocab]."""
+    loss_sum, correct = _logit_scores(logits, targets)
+    return BatchScore(loss_sum, int(correct), int(targets.numel()))
+
+
+def _logit_scores(logits, targets):
     import torch.nn.functional as F
 
     logits = logits.float()
     loss_sum = F.cross_entropy(logits, targets, reduction="sum")
-    correct = int((logits.detach().argmax(dim=-1) == targets).sum())
-    return BatchScore(loss_sum, correct, int(targets.numel()))
+    return loss_sum, (logits.detach().argmax(dim=-1) == targets).sum()
 
 
-def score_batch(parts, batch: Batch) -> BatchScore:
-    """Run the body on ``batch``, the head on output positions, and score them. ``parts`` is a
-    ``training.tuning.lora.ModelParts``."""
+def score_tensors(parts, input_ids, attention_mask, labels):
+    """Run the body, the head on output positions, and score them: (summed float32
+    cross-entropy with its graph, correct argmax predictions, output tokens), all tensors."""
     import torch
 
-    out = parts.body(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
-    hidden, targets = select_outputs(out[0], batch.labels)
+    out = parts.body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    hidden, targets = select_outputs(out[0], labels)
     logits = parts.head(hidden)
     if parts.logit_softcap:
         logits = torch.tanh(logits.float() / parts.logit_softcap) * parts.logit_softcap
-    return score_logits(logits, targets)
+    loss_sum, correct = _logit_scores(logits, targets)
+    return loss_sum, correct, torch.tensor(targets.numel())
+
+
+def score_batch(parts, batch: Batch) -> BatchScore:
+    """Score ``batch``. ``parts`` is a ``training.tuning.lora.ModelParts``, or a sharded model's
+    ``training.tuning.sharding.ShardedParts`` (a module: calling it runs FSDP's hooks)."""
+    import torch
+
+    run = parts if isinstance(parts, torch.nn.Module) else (
+        lambda *tensors: score_tensors(parts, *tensors))
+    loss_sum, correct, count = run(batch.input_ids, batch.attention_mask, batch.labels)
+    return BatchScore(loss_sum, int(correct), int(count))

@@ -31,6 +31,15 @@ class Group:
         """This rank's examples of a batch."""
         return list(indices[self.rank::self.world])
 
+    def portion(self, indices: Sequence[int], every_rank_runs: bool) -> tuple[list[int], bool]:
+        """This rank's examples of a batch and whether they count. A sharded model
+        (``training.tuning.sharding``) needs every rank in every forward and backward: a rank
+        with no example of the batch runs its first one, with zero weight."""
+        mine = self.share(indices)
+        if mine or not every_rank_runs:
+            return mine, True
+        return list(indices[:1]), False
+
     def sum(self, values: Sequence[float]) -> list[float]:
         """``values`` summed over every rank."""
         if self.world == 1:

@@ -72,6 +72,9 @@ class Session:
     precision: str
     steps_per_epoch: int
     total_steps: int
+    sharded: bool = False
+    """The model's weights are split between the group's ranks (``training.tuning.sharding``):
+    ``parts`` is then the sharded module, and every rank runs every forward."""
 
 
 def usable(examples: list[TokenizedExample], what: str) -> list[TokenizedExample]:
@@ -96,7 +99,8 @@ def prepare_session(base_model: ModelRef, train_set: Dataset, eval_set: Dataset 
                     config: TuningConfig, device: str | None, group: Group = SOLO) -> Session:
     """Tokenize the examples, load the base model in the precision chosen for ``device`` (bf16
     base weights keep float32 adapters), attach the adapter, build optimizer and schedule. In a
-    group of processes, each rank on its own device, all in rank 0's precision."""
+    group of processes, each rank on its own device, all in rank 0's precision; with
+    ``config.shard_model``, each holding its share of the weights."""
     import torch
 
     ensure_threads()
@@ -107,7 +111,14 @@ def prepare_session(base_model: ModelRef, train_set: Dataset, eval_set: Dataset 
     evals = usable(tokenize_examples(eval_set, tokenizer, config), "evaluation") if eval_set else None
     model = load_model(base_model, dtype="bfloat16" if precision == "bf16" else "float32")
     torch.manual_seed(config.seed)  # the adapter's initial values
-    peft_model = attach_lora(model, config).to(device)
+    peft_model = attach_lora(model, config)
+    sharded = config.shard_model and group.world > 1
+    if sharded:  # each layer goes to the device as it is sharded: the whole need not fit
+        from training.tuning.sharding import shard
+
+        parts = shard(peft_model, model_parts(peft_model), group, device)
+    else:
+        parts = model_parts(peft_model.to(device))
     peft_model.train()
     per_epoch = steps_per_epoch(len(train), config.batch_size)
     total = per_epoch * config.epochs
@@ -115,8 +126,8 @@ def prepare_session(base_model: ModelRef, train_set: Dataset, eval_set: Dataset 
                                   betas=ADAM_BETAS, weight_decay=WEIGHT_DECAY)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda index: learning_rate_factor(index, total))
-    return Session(peft_model, model_parts(peft_model), optimizer, scheduler, train, evals,
-                   pad_token_id(tokenizer), device, precision, per_epoch, total)
+    return Session(peft_model, parts, optimizer, scheduler, train, evals,
+                   pad_token_id(tokenizer), device, precision, per_epoch, total, sharded)
 
 
 def rng_state(device: str) -> dict:
@@ -144,23 +155,28 @@ def evaluate_examples(setup: Session, config: TuningConfig, step: int,
 
     examples = setup.evals
     batches = plan_eval_batches([ex.length for ex in examples], config.batch_size * EVAL_BATCH_FACTOR)
-    batches = [mine for mine in (group.share(indices) for indices in batches) if mine]
+    shares = [group.portion(indices, setup.sharded) for indices in batches]
     loss_sum, correct, count = 0.0, 0, 0
     setup.peft_model.eval()
     try:
         with torch.no_grad():
-            for indices in batches:
+            for indices, counts in shares:
+                if not indices:
+                    continue
                 score = score_batch(setup.parts, collate([examples[i] for i in indices],
                                                          setup.pad_id, setup.device))
-                loss_sum += float(score.loss_sum)
-                correct += score.correct
-                count += score.count
+                if counts:
+                    loss_sum += float(score.loss_sum)
+                    correct += score.correct
+                    count += score.count
     except Exception as error:
         if is_out_of_memory(error):
             raise out_of_memory_error(config, setup.device, max(ex.length for ex in examples)) from error
         raise
     finally:
         setup.peft_model.train()
+        if setup.sharded:  # FSDP keeps the root's weights gathered after a forward without backward
+            setup.parts.reshard()
     loss_sum, correct, count = group.sum([loss_sum, correct, count])
     return EvalMetrics(step, step / setup.steps_per_epoch, loss_sum / count, correct / count,
                        int(count))

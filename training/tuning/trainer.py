@@ -36,12 +36,13 @@ from training.core.progress import (
 from training.models import ModelRef
 from training.tuning.batching import collate, plan_batches, split_eval, tokenize_examples
 from training.tuning.checkpoints import (
-    copy_adapter, read_checkpoint, remove_leftovers, write_adapter, write_checkpoint, write_metrics,
+    copy_adapter, optimizer_by_index, optimizer_by_name, read_checkpoint, remove_leftovers,
+    write_adapter, write_checkpoint, write_metrics,
 )
 from training.tuning.hardware import (
     is_out_of_memory, out_of_memory_error, pick_device, pick_precision,
 )
-from training.tuning.lora import load_adapter_weights, trainable_parameters
+from training.tuning.lora import load_adapter_weights, read_adapter_weights, trainable_parameters
 from training.tuning.loss import score_batch
 from training.tuning.parallel import SOLO, Group
 from training.tuning.session import (
@@ -99,32 +100,38 @@ class _Run:
     def resume(self, folder: Path | None) -> None:
         """Continue from the checkpoint ``folder`` (read by rank 0, which hands its state and
         adapter weights to the other ranks: they may be on machines without the folder)."""
-        g, state, weights = self.g, None, None
+        g, s, state, weights = self.g, self.s, None, None
         if g.leader:
             state = read_checkpoint(folder)
-            if state.get("steps_per_epoch") != self.s.steps_per_epoch:
+            if state.get("steps_per_epoch") != s.steps_per_epoch:
                 raise TrainingError.of("training.checkpoint_steps", folder=folder,
-                                       saved=state.get("steps_per_epoch"),
-                                       now=self.s.steps_per_epoch)
-            load_adapter_weights(self.s.peft_model, Path(folder) / ADAPTER)
+                                       saved=state.get("steps_per_epoch"), now=s.steps_per_epoch)
+            if s.sharded or g.world > 1:
+                weights = read_adapter_weights(s.peft_model, Path(folder) / ADAPTER)
+            else:
+                load_adapter_weights(s.peft_model, Path(folder) / ADAPTER)
+        names = [name for name, p in s.peft_model.named_parameters() if p.requires_grad]
         if g.world > 1:
-            trained = {name: parameter for name, parameter in self.s.peft_model.named_parameters()
-                       if parameter.requires_grad}
-            if g.leader:
-                weights = {name: p.detach().cpu() for name, p in trained.items()}
             state, weights = g.broadcast((state, weights))
-            if not g.leader:
+            folder = folder if g.leader else checkpoint_dir(self.output_dir, state["progress"]["epoch"])
+        if s.sharded:
+            from training.tuning.sharding import load_full_state
+
+            load_full_state(s.peft_model, s.optimizer, weights,
+                            optimizer_by_name(state["optimizer"], names))
+        else:
+            if g.world > 1:
                 import torch
 
                 with torch.no_grad():
-                    for name, parameter in trained.items():
-                        parameter.copy_(weights[name])
-                folder = checkpoint_dir(self.output_dir, state["progress"]["epoch"])
-        self.s.optimizer.load_state_dict(state["optimizer"])
-        self.s.scheduler.load_state_dict(state["scheduler"])
+                    for name, parameter in s.peft_model.named_parameters():
+                        if parameter.requires_grad:
+                            parameter.copy_(weights[name])
+            s.optimizer.load_state_dict(optimizer_by_index(state["optimizer"], names))
+        s.scheduler.load_state_dict(state["scheduler"])
         for name, value in state["progress"].items():
             setattr(self.p, name, value)
-        restore_rng(state["rng"], self.s.device)
+        restore_rng(state["rng"], s.device)
         self.p.last_checkpoint = Path(folder)
 
     # -- the loop --
@@ -160,24 +167,26 @@ class _Run:
         import torch
 
         s, p, g = self.s, self.p, self.g
-        mine = g.share(indices)
+        mine, counts = g.portion(indices, s.sharded)
         batch = collate([s.train[i] for i in mine], s.pad_id, s.device) if mine else None
         learning_rate = s.optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
         try:
             score = score_batch(s.parts, batch) if batch is not None else None
-            local = [score.count, score.correct, batch.tokens] if score is not None else [0, 0, 0]
+            counted = score is not None and counts
+            local = [score.count, score.correct, batch.tokens] if counted else [0, 0, 0]
             count, correct, tokens = g.sum(local) if g.world > 1 else local
-            if score is not None:
-                loss = score.loss_sum / count  # this rank's share of the whole batch's mean
-                loss.backward()
+            if score is not None:  # this rank's share of the whole batch's mean (or nothing)
+                loss = score.loss_sum / count if counts else score.loss_sum * 0.0
+                (loss * g.world if s.sharded else loss).backward()  # FSDP averages the ranks' gradients
             parameters = list(trainable_parameters(s.peft_model))
-            g.sum_gradients(parameters)
+            if not s.sharded:  # FSDP has summed the sharded gradients in the backward pass
+                g.sum_gradients(parameters)
             torch.nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
             s.optimizer.step()
             s.scheduler.step()
             s.optimizer.zero_grad(set_to_none=True)
-            loss_value = float(loss.detach()) if score is not None else 0.0
+            loss_value = float(loss.detach()) if counted else 0.0
             if g.world > 1:
                 (loss_value,) = g.sum([loss_value])
         except Exception as error:
@@ -205,8 +214,10 @@ class _Run:
         config, p = self.config, self.p
         if metrics.eval_loss < p.best_eval_loss:
             p.best_eval_loss, p.best_step = metrics.eval_loss, metrics.step
-            if config.select_best_checkpoint and self.g.leader:
-                write_adapter(self.s.peft_model, self.output_dir / BEST)
+            if config.select_best_checkpoint:
+                weights = self.gathered_adapter()
+                if self.g.leader:
+                    write_adapter(self.s.peft_model, self.output_dir / BEST, weights)
         if metrics.eval_token_accuracy > p.best_accuracy + EARLY_STOPPING_MIN_DELTA:
             p.best_accuracy, p.evals_without_improvement = metrics.eval_token_accuracy, 0
         else:
@@ -217,8 +228,22 @@ class _Run:
             return True
         return False
 
+    def gathered_adapter(self) -> dict | None:
+        """A sharded model's adapter weights, whole (every rank calls it: the gathering is
+        collective); None when each rank holds them whole already."""
+        if not self.s.sharded:
+            return None
+        from training.tuning.sharding import full_adapter
+
+        return full_adapter(self.s.peft_model)
+
     def checkpoint(self, epoch: int) -> None:
         s = self.s
+        weights, optimizer = self.gathered_adapter(), None
+        if s.sharded:
+            from training.tuning.sharding import full_optimizer_state
+
+            optimizer = full_optimizer_state(s.peft_model, s.optimizer)
         if not self.g.leader:  # rank 0 writes it; the others only know where it is
             self.p.last_checkpoint = checkpoint_dir(self.output_dir, epoch)
             return
@@ -226,25 +251,29 @@ class _Run:
             "format": CHECKPOINT_FORMAT,
             "steps_per_epoch": s.steps_per_epoch,
             "total_steps": s.total_steps,
-            "optimizer": s.optimizer.state_dict(),
+            "optimizer": optimizer if s.sharded else s.optimizer.state_dict(),
             "scheduler": s.scheduler.state_dict(),
             "progress": self.p.saved(),
             "rng": rng_state(s.device),
         }
-        folder = write_checkpoint(self.output_dir, epoch, s.peft_model, state)
+        folder = write_checkpoint(self.output_dir, epoch, s.peft_model, state, weights)
         self.p.last_checkpoint = folder
         self.sink.on_checkpoint(epoch, self.p.step, folder)
 
     def finish(self, status: str) -> TrainResult:
-        config, p = self.config, self.p
-        if not self.g.leader:  # rank 0 writes the adapter and the metrics
+        config, p, g = self.config, self.p, self.g
+        best = (config.select_best_checkpoint and p.best_step is not None
+                and (self.output_dir / BEST).is_dir())
+        last = g.agree(status != "stopped" and not best)  # rank 0 saves the adapter as it is
+        weights = self.gathered_adapter() if last else None
+        if not g.leader:  # rank 0 writes the adapter and the metrics
             return TrainResult(status, p.step, None, p.best_step, None)
         if status == "stopped":
             adapter = p.last_checkpoint / ADAPTER if p.last_checkpoint else None
-        elif config.select_best_checkpoint and p.best_step is not None and (self.output_dir / BEST).is_dir():
+        elif not last:
             adapter = copy_adapter(self.output_dir / BEST, self.output_dir / ADAPTER)
         else:
-            adapter = write_adapter(self.s.peft_model, self.output_dir / ADAPTER)
+            adapter = write_adapter(self.s.peft_model, self.output_dir / ADAPTER, weights)
         final_loss = (sum(p.epoch_losses) / len(p.epoch_losses)) if p.epoch_losses else p.last_epoch_mean_loss
         write_metrics(self.output_dir, self.metrics(status, final_loss))
         return TrainResult(status, p.step, adapter, p.best_step, final_loss)
@@ -263,8 +292,19 @@ class _Run:
             "train_tokens": p.train_tokens, "train_time_s": round(p.train_time_s, 3),
             "tokens_per_s": round(p.train_tokens / p.train_time_s, 2) if p.train_time_s else None,
             "device": s.device, "precision": s.precision, "processes": self.g.world,
+            "sharded": s.sharded,
             "peak_memory_mb": _peak_memory_mb(s.device),
+            "weights_mb": round(weights_mb(s.peft_model), 1),
         }
+
+
+def weights_mb(model, whole: bool = False) -> float:
+    """MB of weights this process holds (a sharded model's share; ``whole``: the whole model's)."""
+    total = 0
+    for parameter in model.parameters():
+        held = parameter if whole or not hasattr(parameter, "to_local") else parameter.to_local()
+        total += held.numel() * held.element_size()
+    return total / 2**20
 
 
 def _peak_memory_mb(device: str) -> float | None:
@@ -299,6 +339,11 @@ def train(*, base_model: ModelRef, train_set: Dataset, eval_set: Dataset | None,
         sink.log("log.resumed_from", epoch=run.p.epoch, step=run.p.step)
     sink.log("log.training", examples=len(setup.train), device=setup.device,
              precision=setup.precision, per_epoch=setup.steps_per_epoch, total=setup.total_steps)
+    if config.shard_model and group.world == 1:
+        sink.log("log.shard_alone")
+    elif setup.sharded:
+        sink.log("log.sharded", processes=group.world, share=round(weights_mb(setup.peft_model), 1),
+                 whole=round(weights_mb(setup.peft_model, whole=True), 1))
     return run.run(should_stop)
 
 
