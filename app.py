@@ -32,6 +32,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
 COMMANDS = ("serve", "validate", "tune", "generate", "export", "worker")
+KEEP_ALIVE_S = 75
+"""Seconds an idle HTTP connection stays open (see ``serve``)."""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -176,7 +178,12 @@ def serve(args: argparse.Namespace) -> int:
                         hub_models=hub_models)
         print(f"Tuning Studio: http://{args.host}:{args.port}  (data in {data_dir}; "
               f"API at http://{args.host}:{args.port}/v1beta)", flush=True)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        # An idle connection is kept 75 s (uvicorn's default is 5 s): API clients that poll an
+        # operation every few seconds reuse their connection, and one closed by the server just
+        # as the next poll is sent fails with "connection reset by peer" (seen with
+        # google.generativeai's operation.result()).
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                    timeout_keep_alive=KEEP_ALIVE_S)
     finally:
         runner.stop()  # a job still training is left 'interrupted' and resumes at next start
     return 0
