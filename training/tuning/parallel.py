@@ -6,7 +6,8 @@ Every rank plans the same batches (same seed); each computes its share of a batc
 adapter's gradients are summed across ranks before the optimizer step. So a step, its loss and
 the curve mean what they mean on one process, whatever the number of processes, and a batch that
 does not divide evenly needs no special case. Only rank 0 reports progress and writes files; it
-also decides when to stop, for everyone.
+also decides when to stop, for everyone. With ``shard_model`` each rank also holds only its share
+of the weights (``training.tuning.sharding``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ layer's full weights just for its forward and backward; the adapter's gradients 
 their shards, and each rank updates its shard. Steps, losses and results mean what they mean on
 one process (``training.tuning.parallel``); only the memory differs.
 
-What changes for the trainer, all here:
+What changes in training (the trainer and ``training.tuning.session`` follow ``Session.sharded``):
 - the model is called through ``ShardedParts`` (a module holding the body and the output head), so
   FSDP's hooks gather the weights the body and the head need;
 - every rank runs every forward and backward (the gathers are collective): a rank without
