@@ -1,7 +1,7 @@
-"""The one place that talks to peft: attach a LoRA adapter, save it, load its weights back.
+"""The one place that talks to peft: attach a LoRA adapter, save it, read its weights back.
 
 peft is used through its public functions only (``LoraConfig``, ``get_peft_model``,
-``set_peft_model_state_dict``, ``save_pretrained``); nothing here subclasses its internals.
+``save_pretrained``) and its saved file format; nothing here subclasses its internals.
 Adapter weights stay float32 even on a bfloat16 base model (``autocast_adapter_dtype``), so the
 optimizer updates full-precision numbers.
 """
@@ -83,33 +83,15 @@ def save_adapter(peft_model, folder: Path, weights: dict | None = None) -> None:
     peft_model.save_pretrained(str(folder), safe_serialization=True, state_dict=weights)
 
 
-def saved_names(peft_model) -> dict:
-    """Trainable parameter name -> the name ``save_adapter`` stores it under (peft leaves the
-    adapter's name out)."""
-    return {name: name.replace(".default.", ".")
-            for name, parameter in peft_model.named_parameters() if parameter.requires_grad}
-
-
 def read_adapter_weights(peft_model, folder: Path) -> dict:
-    """The weights saved by ``save_adapter``, on the CPU, by ``peft_model``'s parameter names."""
+    """The weights saved by ``save_adapter``, on the CPU, by ``peft_model``'s trainable parameter
+    names in their order (peft saves them without the adapter's name)."""
     from safetensors.torch import load_file
 
     saved = load_file(str(Path(folder) / ADAPTER_WEIGHTS))
-    names = saved_names(peft_model)
+    names = {name: name.replace(".default.", ".")
+             for name, parameter in peft_model.named_parameters() if parameter.requires_grad}
     missing = [stored for stored in names.values() if stored not in saved]
     if missing or len(saved) != len(names):
         raise ValueError(f"adapter weights do not match the adapter: {', '.join(missing[:3])}")
     return {name: saved[stored] for name, stored in names.items()}
-
-
-def load_adapter_weights(peft_model, folder: Path) -> None:
-    """Put the weights saved by ``save_adapter`` into an adapter attached with the same config."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    device = next(p.device for p in trainable_parameters(peft_model))
-    weights = load_file(str(Path(folder) / ADAPTER_WEIGHTS), device=str(device))
-    result = set_peft_model_state_dict(peft_model, weights)
-    unexpected = getattr(result, "unexpected_keys", None)
-    if unexpected:
-        raise ValueError(f"unexpected adapter weights: {', '.join(unexpected[:3])}")

@@ -67,7 +67,7 @@ def score_batch(parts, batch: Batch) -> BatchScore:
     ``training.tuning.sharding.ShardedParts`` (a module: calling it runs FSDP's hooks)."""
     import torch
 
-    run = parts if isinstance(parts, torch.nn.Module) else (
-        lambda *tensors: score_tensors(parts, *tensors))
-    loss_sum, correct, count = run(batch.input_ids, batch.attention_mask, batch.labels)
+    tensors = (batch.input_ids, batch.attention_mask, batch.labels)
+    sharded = isinstance(parts, torch.nn.Module)
+    loss_sum, correct, count = parts(*tensors) if sharded else score_tensors(parts, *tensors)
     return BatchScore(loss_sum, int(correct), int(count))

@@ -42,7 +42,7 @@ from training.tuning.checkpoints import (
 from training.tuning.hardware import (
     is_out_of_memory, out_of_memory_error, pick_device, pick_precision,
 )
-from training.tuning.lora import load_adapter_weights, read_adapter_weights, trainable_parameters
+from training.tuning.lora import read_adapter_weights, trainable_parameters
 from training.tuning.loss import score_batch
 from training.tuning.parallel import SOLO, Group
 from training.tuning.session import (
@@ -106,27 +106,23 @@ class _Run:
             if state.get("steps_per_epoch") != s.steps_per_epoch:
                 raise TrainingError.of("training.checkpoint_steps", folder=folder,
                                        saved=state.get("steps_per_epoch"), now=s.steps_per_epoch)
-            if s.sharded or g.world > 1:
-                weights = read_adapter_weights(s.peft_model, Path(folder) / ADAPTER)
-            else:
-                load_adapter_weights(s.peft_model, Path(folder) / ADAPTER)
-        names = [name for name, p in s.peft_model.named_parameters() if p.requires_grad]
+            weights = read_adapter_weights(s.peft_model, Path(folder) / ADAPTER)
         if g.world > 1:
             state, weights = g.broadcast((state, weights))
             folder = folder if g.leader else checkpoint_dir(self.output_dir, state["progress"]["epoch"])
+        names = list(weights)  # the trainable parameters, in the optimizer's order
         if s.sharded:
             from training.tuning.sharding import load_full_state
 
             load_full_state(s.peft_model, s.optimizer, weights,
                             optimizer_by_name(state["optimizer"], names))
         else:
-            if g.world > 1:
-                import torch
+            import torch
 
-                with torch.no_grad():
-                    for name, parameter in s.peft_model.named_parameters():
-                        if parameter.requires_grad:
-                            parameter.copy_(weights[name])
+            with torch.no_grad():
+                for name, parameter in s.peft_model.named_parameters():
+                    if parameter.requires_grad:
+                        parameter.copy_(weights[name])
             s.optimizer.load_state_dict(optimizer_by_index(state["optimizer"], names))
         s.scheduler.load_state_dict(state["scheduler"])
         for name, value in state["progress"].items():
